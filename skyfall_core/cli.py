@@ -1,0 +1,177 @@
+"""Command line: ``python -m skyfall_core <command>``.
+
+Each sub-command parses its arguments and calls one function of the core; a
+:class:`~skyfall_core.errors.SkyfallError` is printed as one clear line (no traceback) and the
+process exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from skyfall_core.errors import SkyfallError
+
+EXIT_USER_ERROR = 2
+
+
+def _print(obj: Any, as_json: bool, text: Callable[[Any], str]) -> None:
+    print(json.dumps(obj, indent=2, default=str) if as_json else text(obj))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_config(args: argparse.Namespace) -> int:
+    from skyfall_core.config import load_config
+
+    cfg = load_config(args.config)
+    print(json.dumps(cfg.resolved(args.preset), indent=2))
+    return 0
+
+
+def cmd_scenes(args: argparse.Namespace) -> int:
+    from skyfall_core.config import load_config
+    from skyfall_core.geo.catalog import catalog_table, scan_scenes
+
+    cfg = load_config(args.config)
+    folders = [Path(f) for f in args.folders] or cfg.catalog_folders
+    cache = None if args.no_cache else cfg.workspace_root / "cache" / "catalog.json"
+    scenes = scan_scenes(folders, cfg.catalog.extensions, cache_path=cache)
+    if args.json:
+        print(json.dumps([s.to_json() for s in scenes], indent=2, default=str))
+    else:
+        rows = catalog_table(scenes)
+        cols = [c for c in ("id", "acquired", "sensor", "sun_elevation", "sun_azimuth",
+                            "off_nadir", "view_azimuth", "gsd_m", "size", "error") if any(c in r for r in rows)]
+        print(_table(rows, cols))
+    return 0
+
+
+def cmd_cameras(args: argparse.Namespace) -> int:
+    from skyfall_core.config import load_config
+    from skyfall_core.pipeline.scene import prepare_scene
+
+    cfg = load_config(args.config)
+    preset = cfg.preset(args.preset)
+    out = Path(args.out) if args.out else None
+    report = prepare_scene(Path(args.scenes), Path(args.aoi), cfg, preset, out_dir=out,
+                           bias_correction=not args.no_bias_correction,
+                           reference_rpcs=Path(args.compare_rpcs) if args.compare_rpcs else None)
+    summary = report.summary()
+    _print(summary, args.json, _cameras_text)
+    return 0
+
+
+def _cameras_text(summary: dict[str, Any]) -> str:
+    cols = ["id", "width", "height", "fit_mean_px", "fit_max_px", "tie_points", "bias_drow", "bias_dcol"]
+    if any("ref_dist_px" in v for v in summary["views"]):
+        cols.append("ref_dist_px")
+    lines = [_table(summary["views"], cols), ""]
+    for key in ("fit_mean_px_worst", "fit_max_px_worst", "tie_median_px_before", "tie_median_px_after",
+                "height_range_m", "seconds"):
+        if key in summary:
+            lines.append(f"{key}: {summary[key]}")
+    return "\n".join(lines)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from skyfall_core.sample.generate import generate_sample
+
+    summary = generate_sample(Path(args.out), seed=args.seed)
+    _print(summary, args.json, lambda s: json.dumps(s, indent=2, default=str))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "raster":
+        from skyfall_core.splat.bench import run_raster_benchmark
+
+        result = run_raster_benchmark(quick=args.quick)
+    else:  # pragma: no cover - argparse restricts the choices
+        raise SystemExit(f"unknown benchmark {args.what}")
+    _print(result, args.json, lambda r: json.dumps(r, indent=2, default=str))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start the Streamlit app bound to the configured address (127.0.0.1 by default)."""
+    from skyfall_core.config import load_config
+
+    cfg = load_config(args.config)
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    argv = [sys.executable, "-m", "streamlit", "run", str(app),
+            "--server.address", cfg.server.address, "--server.port", str(args.port or cfg.server.port),
+            "--server.maxUploadSize", str(cfg.server.max_upload_mb),
+            "--browser.gatherUsageStats", "false", "--server.headless", "true"]
+    if cfg.source is not None:
+        os.environ["SKYFALL_CONFIG"] = str(cfg.source)
+    print(f"Skyfall Studio on http://{cfg.server.address}:{args.port or cfg.server.port}", flush=True)
+    os.execv(sys.executable, argv)
+    return 0  # pragma: no cover
+
+
+# ------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m skyfall_core",
+                                description="Skyfall Studio: satellite scenes -> 3D Gaussian splats (Skyfall-GS).")
+    p.add_argument("--config", help="config.toml to use (default: $SKYFALL_CONFIG or the repository's)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("config", help="print the resolved configuration")
+    s.add_argument("--preset", help="only this preset")
+    s.set_defaults(func=cmd_config)
+
+    s = sub.add_parser("scenes", help="scan folders and list the satellite scenes found")
+    s.add_argument("folders", nargs="*", help="folders to scan (default: catalog.folders of the config)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--no-cache", action="store_true", help="re-read every file")
+    s.set_defaults(func=cmd_scenes)
+
+    s = sub.add_parser("cameras", help="crop scenes to an AOI and fit bias-corrected pinhole cameras")
+    s.add_argument("--scenes", required=True, help="folder of scenes")
+    s.add_argument("--aoi", required=True, help="AOI GeoJSON (WGS84 polygon)")
+    s.add_argument("--preset", default="preview")
+    s.add_argument("--out", help="write crops, cameras.json and frame.json to this folder")
+    s.add_argument("--no-bias-correction", action="store_true")
+    s.add_argument("--compare-rpcs", help="folder of reference (e.g. bundle-adjusted) Sat-NeRF json RPCs")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_cameras)
+
+    s = sub.add_parser("sample", help="(re)generate the bundled synthetic sample AOI")
+    s.add_argument("--out", default="sample_aoi")
+    s.add_argument("--seed", type=int, default=20261122)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_sample)
+
+    s = sub.add_parser("bench", help="benchmarks")
+    s.add_argument("what", choices=["raster"])
+    s.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("serve", help="start the web app (Streamlit) on the configured address")
+    s.add_argument("--port", type=int)
+    s.set_defaults(func=cmd_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SkyfallError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_USER_ERROR

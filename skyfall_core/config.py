@@ -1,0 +1,184 @@
+"""Validated configuration: one ``config.toml`` with sections and named presets.
+
+Every model forbids unknown keys, so a typo is an error that names the key. Presets are plain
+named entries under ``[presets.<name>]``; each holds the settings of the cameras, stage 1 and
+stage 2. A job stores the resolved (fully expanded) config it ran with.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from skyfall_core.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "config.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class WorkspaceConfig(_Strict):
+    root: Path = Path("workspace")  # jobs, job store and caches; relative to the config file
+
+
+class CatalogConfig(_Strict):
+    folders: list[Path] = [Path("sample_aoi/scenes")]  # scanned for scenes; relative to config
+    extensions: list[str] = [".tif", ".tiff", ".ntf", ".nitf"]
+
+
+class DeviceConfig(_Strict):
+    compute: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when present
+    renderer: Literal["auto", "gsplat", "cpu", "torch"] = "auto"  # auto = gsplat on CUDA, else cpu
+    threads: int = Field(0, ge=0)  # CPU threads for torch/OpenMP; 0 = all cores
+
+
+class AOIConfig(_Strict):
+    min_area_m2: float = Field(2_500.0, gt=0)  # 50 m x 50 m
+    max_area_m2: float = Field(4_000_000.0, gt=0)  # 2 km x 2 km
+    margin_m: float = Field(20.0, ge=0)  # crop margin around the AOI
+    min_coverage: float = Field(0.95, gt=0, le=1)  # fraction of the AOI a usable scene must cover
+    min_views: int = Field(3, ge=2)  # fewer usable views than this is an error
+    height_margin_m: float = Field(10.0, ge=0)  # added above/below the AOI's height range
+
+    @model_validator(mode="after")
+    def _areas_ordered(self) -> "AOIConfig":
+        if self.min_area_m2 >= self.max_area_m2:
+            raise ValueError(f"min_area_m2 ({self.min_area_m2}) must be below max_area_m2 ({self.max_area_m2})")
+        return self
+
+
+class ServerConfig(_Strict):
+    address: str = "127.0.0.1"  # bind address of the Streamlit server
+    port: int = Field(8501, ge=1, le=65535)
+    max_upload_mb: int = Field(200, ge=1, le=4096)
+
+
+class CameraSettings(_Strict):
+    grid_xy: int = Field(11, ge=3)  # samples a side of the AOI volume for the pinhole fit
+    grid_z: int = Field(7, ge=2)  # height samples of the AOI volume
+    max_image_size: int = Field(1024, ge=64)  # crops larger than this are downsampled (pixels a side)
+    bias_correction: bool = True  # tie points + per-view correction
+    max_features: int = Field(6_000, ge=100)  # SIFT features a view for tie points
+    min_tie_points: int = Field(30, ge=6)  # below this a view keeps its raw RPC
+
+
+class Stage1Settings(_Strict):
+    iterations: int = Field(3_000, ge=1)
+    sh_degree: int = Field(1, ge=0, le=3)
+    init_points: int = Field(20_000, ge=100)  # tie points + fill over the AOI volume
+    max_gaussians: int = Field(200_000, ge=1_000)
+    lambda_dssim: float = Field(0.2, ge=0, le=1)  # loss = (1-l)*L1 + l*D-SSIM
+    opacity_reg: float = Field(10.0, ge=0)  # binary-entropy opacity regulariser weight
+    depth_prior_weight: float = Field(0.5, ge=0)  # 1 - Pearson on pseudo-camera depth
+    depth_model: str = "depth-anything/Depth-Anything-V2-Small-hf"  # id or local path
+    appearance_embedding_dim: int = Field(32, ge=1)
+    densify_until: int = Field(1_500, ge=0)
+
+
+class Stage2Settings(_Strict):
+    elevations_deg: list[float] = [85.0, 75.0, 65.0, 55.0, 45.0]
+    radii_m: list[float] = [300.0, 275.0, 275.0, 250.0, 250.0]  # for a 256 m AOI; scaled to the AOI
+    fov_deg: float = Field(60.0, gt=1, lt=179)
+    lookat_grid: int = Field(3, ge=1)  # n x n look-at points over the AOI
+    azimuths: int = Field(6, ge=1)  # per look-at point, evenly spaced
+    edits_per_view: int = Field(2, ge=1)
+    iterations_per_round: int = Field(10_000, ge=1)
+    image_size: int = Field(512, ge=32)
+    refiner: Literal["flowedit", "sdedit", "classical"] = "flowedit"
+    refiner_model: str = "black-forest-labs/FLUX.1-dev"  # id or local path
+    fallback_to_classical: bool = True
+    edited_view_probability: float = Field(0.75, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _schedule_lengths(self) -> "Stage2Settings":
+        if len(self.elevations_deg) != len(self.radii_m):
+            raise ValueError(f"elevations_deg has {len(self.elevations_deg)} entries but radii_m "
+                             f"has {len(self.radii_m)}: give one radius per elevation")
+        bad = [e for e in self.elevations_deg if not 0 < e <= 90]
+        if bad:
+            raise ValueError(f"elevations_deg must lie in (0, 90], got {bad}")
+        return self
+
+
+class Preset(_Strict):
+    description: str = ""
+    cameras: CameraSettings = CameraSettings()
+    stage1: Stage1Settings = Stage1Settings()
+    stage2: Stage2Settings = Stage2Settings()
+
+
+class Config(_Strict):
+    workspace: WorkspaceConfig = WorkspaceConfig()
+    catalog: CatalogConfig = CatalogConfig()
+    device: DeviceConfig = DeviceConfig()
+    aoi: AOIConfig = AOIConfig()
+    server: ServerConfig = ServerConfig()
+    presets: dict[str, Preset] = {}
+    source: Path | None = None  # the file this was read from (set by load_config)
+
+    def preset(self, name: str) -> Preset:
+        if name not in self.presets:
+            raise ConfigError(f"unknown preset {name!r}", path=self.source,
+                              fix=f"use one of: {', '.join(sorted(self.presets)) or '(none defined)'}")
+        return self.presets[name]
+
+    def resolve_path(self, p: Path) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        base = self.source.parent if self.source else Path.cwd()
+        return p if p.is_absolute() else (base / p).resolve()
+
+    @property
+    def workspace_root(self) -> Path:
+        return self.resolve_path(self.workspace.root)
+
+    @property
+    def catalog_folders(self) -> list[Path]:
+        return [self.resolve_path(p) for p in self.catalog.folders]
+
+    def resolved(self, preset: str | None = None) -> dict[str, Any]:
+        """JSON-able dict of the whole config (or of one preset with the global sections)."""
+        data = self.model_dump(mode="json")
+        if preset is not None:
+            self.preset(preset)  # raises a ConfigError naming the known presets
+            data["presets"] = {preset: data["presets"][preset]}
+        return data
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}'")
+        else:
+            got = err.get("input")
+            lines.append(f"bad value for '{key}': {err['msg']} (got {got!r})")
+    return "; ".join(lines)
+
+
+def config_from_dict(data: dict[str, Any], *, source: Path | None = None) -> Config:
+    try:
+        return Config.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc), path=source,
+                          fix="correct or remove the key (see the comments in the shipped config.toml)") from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load and validate ``config.toml`` (``$SKYFALL_CONFIG``, else the repository's)."""
+    path = Path(path or os.environ.get("SKYFALL_CONFIG") or DEFAULT_CONFIG).resolve()
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path=path,
+                          fix="pass --config PATH or set SKYFALL_CONFIG") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML ({exc})", path=path, fix="correct the TOML syntax") from None
+    return config_from_dict(data, source=path)

@@ -1,0 +1,1 @@
+"""Helpers shared by the Streamlit pages (cached singletons, catalog access)."""
