@@ -92,9 +92,34 @@ class Stage2Settings(_Strict):
     iterations_per_round: int = Field(10_000, ge=1)
     image_size: int = Field(512, ge=32)
     refiner: Literal["flowedit", "sdedit", "classical"] = "flowedit"
-    refiner_model: str = "black-forest-labs/FLUX.1-dev"  # id or local path
-    fallback_to_classical: bool = True
+    refiner_model: str = "black-forest-labs/FLUX.1-dev"  # id or local path (FLUX.1-dev, SD3, or an SD checkpoint)
+    fallback_to_classical: bool = True  # no weights -> say so and use the classical refiner
     edited_view_probability: float = Field(0.75, ge=0, le=1)
+    # FlowEdit (paper defaults)
+    steps: int = Field(28, ge=1)
+    n_min: int = Field(4, ge=0)
+    n_max: int = Field(10, ge=0)
+    n_avg: int = Field(1, ge=1)
+    source_guidance: float = Field(1.5, ge=0)
+    target_guidance: float = Field(5.5, ge=0)
+    source_prompt: str = ("Satellite image of an urban area with buildings, roads and trees, "
+                          "blurry, distorted, low quality")
+    target_prompt: str = ("Aerial photograph of an urban area with buildings, roads and trees, "
+                          "sharp, detailed, high quality")
+    # SDEdit
+    sdedit_strength: float = Field(0.5, gt=0, le=1)
+    # memory / speed
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    offload: Literal["none", "model", "sequential"] = "model"  # 'model' fits FLUX.1-dev in ~24 GB
+    batch_size: int = Field(1, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _flowedit_window(self) -> "Stage2Settings":
+        if not self.n_min <= self.n_max <= self.steps:
+            raise ValueError(f"FlowEdit needs n_min <= n_max <= steps, got n_min={self.n_min}, "
+                             f"n_max={self.n_max}, steps={self.steps}")
+        return self
 
     @model_validator(mode="after")
     def _schedule_lengths(self) -> "Stage2Settings":
