@@ -54,8 +54,9 @@ def cmd_scenes(args: argparse.Namespace) -> int:
         print(json.dumps([s.to_json() for s in scenes], indent=2, default=str))
     else:
         rows = catalog_table(scenes)
-        cols = [c for c in ("id", "acquired", "sensor", "sun_elevation", "sun_azimuth",
-                            "off_nadir", "view_azimuth", "gsd_m", "size", "error") if any(c in r for r in rows)]
+        cols = ["id", "acquired", "sensor", "sun_el", "sun_az", "off_nadir", "view_az", "gsd_m", "size"]
+        if any(r.get("error") for r in rows):
+            cols.append("error")
         print(_table(rows, cols))
     return 0
 

@@ -200,7 +200,9 @@ def read_rpb(path: str | Path) -> RPCModel:
     path = Path(path)
     text = path.read_text(errors="replace")
     md: dict[str, str] = {}
-    for key, value in re.findall(r"(\w+)\s*=\s*(\([^)]*\)|[^;]*);", text, flags=re.S):
+    # one `key = value;` per line; a value never spans lines unless parenthesised (the
+    # coefficient lists), so `BEGIN_GROUP = IMAGE` (no semicolon) cannot swallow the next key.
+    for key, value in re.findall(r"^\s*(\w+)\s*=\s*(\([^)]*\)|[^;\n]*);", text, flags=re.M):
         if key in _RPB_KEYS:
             md[_RPB_KEYS[key]] = " ".join(_NUMBER.findall(value)) if value.startswith("(") else value
     return RPCModel.from_gdal(md, source=path)
@@ -234,10 +236,14 @@ def read_satnerf_json(path: str | Path) -> tuple[RPCModel, dict[str, Any]]:
     except (OSError, json.JSONDecodeError) as exc:
         raise CorruptRasterError(f"cannot read RPC json ({exc})", path=path,
                                  fix="re-export the json; it must hold an 'rpc' object") from exc
-    if "rpc" not in meta:
+    if not isinstance(meta, dict) or "rpc" not in meta:
         raise MissingRPCError("json has no 'rpc' block", path=path,
                               fix="use a Sat-NeRF style json with an 'rpc' object")
-    return RPCModel.from_dict(meta["rpc"]), meta
+    try:
+        return RPCModel.from_dict(meta["rpc"]), meta
+    except (KeyError, TypeError, ValueError) as exc:  # a missing key or a bad coefficient list
+        raise MissingRPCError(f"the json's 'rpc' block is incomplete or malformed ({exc!r})", path=path,
+                              fix="give all RPC00B offsets, scales and the four 20-coefficient lists") from exc
 
 
 def sidecar_candidates(image: str | Path) -> list[Path]:

@@ -1,0 +1,468 @@
+"""Scene catalog: what each satellite image in the scene folders is, where and when it looks.
+
+A :class:`Scene` holds a raster's size and type, sensor, acquisition time (UTC), sun angles, the
+view angles and ground sample distance derived from its RPC, and its footprint on the ground.
+A scene that cannot be used (no RPC, unreadable file) is still listed, with ``error`` set to the
+message of the typed error, so that one bad file never hides the others.
+
+Angles are in degrees. Azimuths are clockwise from true north (90 = east): ``sun_azimuth`` is
+the direction of the sun, ``view_azimuth`` the direction of the satellite, both seen from the
+ground. Elevations are above the horizon.
+
+Metadata sources, in the order tried:
+
+- sensor: NITF tags (``NITF_FTITLE``/``NITF_IID2`` catalogue ids such as ``...WV03...``,
+  ``NITF_STDIDC_MISSION``), a DigitalGlobe ``.IMD`` sidecar's ``satId``, the TIFF image
+  description, a Sat-NeRF json's ``sensor``; else the raw ``NITF_ISORCE``; else None.
+- acquired: ``NITF_IDATIM``, ``NITF_STDIDC_ACQUISITION_DATE``, ``.IMD`` ``firstLineTime``, the
+  Sat-NeRF json ``acquisition_date``, ``TIFFTAG_DATETIME`` (often the processing date: last).
+- sun angles: ``NITF_USE00A_SUN_EL/AZ`` tags, ``.IMD`` ``meanSunEl/meanSunAz``, the Sat-NeRF json;
+  else computed (:func:`skyfall_core.geo.sun.solar_position`) at the footprint's centre and the
+  acquisition time (``sun_source`` tells which).
+- The Sat-NeRF json is looked for next to the image (``<stem>.json``) and in a sibling
+  ``rpcs_raw/`` folder (the layout of the Sat-NeRF/DFC2019 data sets).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skyfall_core.errors import ConfigError, CorruptRasterError, MissingRPCError, SkyfallError
+from skyfall_core.geo.imageio import open_raster, probe_readable
+from skyfall_core.geo.rpc import RPCModel, read_rpb, read_rpc_txt, read_satnerf_json, sidecar_candidates
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+FOOTPRINT_POINTS_PER_SIDE = 16  # border samples a side localised for the footprint polygon
+_SENSOR_CODE = re.compile(r"(WV0[1-4]|WV110|GE01|QB02|IK02|PHR1[AB]|PNEO[34]|SPOT ?[67])")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One satellite image and what the catalog knows of it (None = unknown)."""
+
+    id: str  # file stem
+    path: Path
+    width: int | None = None  # pixels
+    height: int | None = None
+    bands: int | None = None
+    dtype: str | None = None  # numpy name of the pixel type ('uint8', 'uint16', 'float32', ...)
+    sensor: str | None = None  # 'WV03', ... or the NITF image source
+    acquired: datetime | None = None  # UTC, timezone-aware
+    sun_elevation: float | None = None  # degrees above the horizon
+    sun_azimuth: float | None = None  # degrees clockwise from north
+    sun_source: str | None = None  # 'metadata' | 'computed'
+    view_azimuth: float | None = None  # direction of the satellite from the ground, cw from north
+    off_nadir: float | None = None  # ~ view zenith angle at the ground, degrees (see view_angles)
+    gsd_m: float | None = None  # metres per pixel at the image centre (sqrt of pixel area)
+    footprint: Any = None  # shapely Polygon, WGS84 lon/lat, the image border at mean_height
+    mean_height: float | None = None  # metres above the ellipsoid (the RPC's height offset)
+    min_alt: float | None = None  # scene height range from a Sat-NeRF json (metres, ellipsoidal)
+    max_alt: float | None = None
+    rpc: RPCModel | None = None
+    rpc_source: str | None = None  # 'tags', a sidecar file name, or the json file name
+    metadata_json: Path | None = None  # the Sat-NeRF json used, if any
+    error: str | None = None  # why the scene cannot be used (the typed error's message)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.rpc is not None
+
+    def to_dict(self, include_rpc: bool = True) -> dict[str, Any]:
+        """JSON-able dict (footprint as a GeoJSON geometry, times in ISO 8601)."""
+        from shapely.geometry import mapping
+
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "rpc":
+                if include_rpc:
+                    out["rpc"] = v.to_dict() if v is not None else None
+            elif f.name == "footprint":
+                out[f.name] = json.loads(json.dumps(mapping(v))) if v is not None else None
+            elif isinstance(v, datetime):
+                out[f.name] = v.isoformat()
+            elif isinstance(v, Path):
+                out[f.name] = str(v)
+            else:
+                out[f.name] = v
+        return out
+
+    def to_json(self, include_rpc: bool = False, indent: int | None = None) -> str:
+        """JSON text for the CLI (without the RPC coefficients unless asked)."""
+        return json.dumps(self.to_dict(include_rpc=include_rpc), indent=indent)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Scene":
+        from shapely.geometry import shape
+
+        kw = dict(d)
+        kw["path"] = Path(kw["path"])
+        if kw.get("metadata_json"):
+            kw["metadata_json"] = Path(kw["metadata_json"])
+        if kw.get("acquired"):
+            kw["acquired"] = datetime.fromisoformat(kw["acquired"])
+        if kw.get("footprint"):
+            kw["footprint"] = shape(kw["footprint"])
+        if kw.get("rpc"):
+            kw["rpc"] = RPCModel.from_dict(kw["rpc"])
+        return cls(**kw)
+
+
+# ----------------------------------------------------------------------------- metadata parsing
+def parse_datetime(text: str | None) -> datetime | None:
+    """UTC datetime from 'YYYYmmddHHMMSS', 'YYYY:mm:dd HH:MM:SS' or ISO 8601; None if unparsable."""
+    if not text:
+        return None
+    s = str(text).strip().strip('"')
+    digits = re.fullmatch(r"(\d{14})(\.\d+)?", s)
+    try:
+        if digits:
+            dt = datetime.strptime(digits.group(1), "%Y%m%d%H%M%S")
+        elif re.fullmatch(r"\d{4}:\d{2}:\d{2} \d{2}:\d{2}:\d{2}", s):
+            dt = datetime.strptime(s, "%Y:%m:%d %H:%M:%S")
+        else:
+            s = s.replace("Z", "+00:00")
+            # Python < 3.11-safe: trim fractional seconds beyond microseconds
+            s = re.sub(r"(\.\d{6})\d+", r"\1", s)
+            dt = datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def _float(v: Any) -> float | None:
+    try:
+        out = float(str(v).strip())
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def read_imd(path: Path) -> dict[str, str]:
+    """First value of each ``key = value;`` of a DigitalGlobe ``.IMD`` file (quotes stripped)."""
+    md: dict[str, str] = {}
+    for key, value in re.findall(r"^\s*(\w+)\s*=\s*([^;\n]*);", path.read_text(errors="replace"), re.M):
+        md.setdefault(key, value.strip().strip('"'))
+    return md
+
+
+def find_satnerf_json(image: Path) -> Path | None:
+    """A Sat-NeRF json for ``image``: ``<stem>.json`` next to it, else in ``../rpcs_raw/``."""
+    for cand in (image.with_suffix(".json"), image.parent.parent / "rpcs_raw" / f"{image.stem}.json"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def read_metadata_json(path: Path) -> dict[str, Any]:
+    """The object of a Sat-NeRF style metadata json (its 'rpc' block is parsed only when used)."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptRasterError(f"cannot read the scene's metadata json ({exc})", path=path,
+                                 fix="repair or remove the json (it must be a Sat-NeRF style object)") from exc
+    if not isinstance(meta, dict):
+        raise CorruptRasterError("the scene's metadata json is not an object", path=path,
+                                 fix="repair or remove the json (it must be a Sat-NeRF style object)")
+    return meta
+
+
+def _imd_path(image: Path) -> Path | None:
+    for cand in (image.with_suffix(".IMD"), image.with_suffix(".imd")):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _sensor(tags: dict[str, str], imd: dict[str, str], meta: dict[str, Any]) -> str | None:
+    texts = [tags.get("NITF_FTITLE", ""), tags.get("NITF_IID2", ""), tags.get("NITF_STDIDC_MISSION", ""),
+             imd.get("satId", ""), tags.get("TIFFTAG_IMAGEDESCRIPTION", ""),
+             str(meta.get("sensor", "") or meta.get("satellite", ""))]
+    for text in texts:
+        m = _SENSOR_CODE.search(text.upper())
+        if m:
+            return m.group(1).replace(" ", "")
+    for text in (str(meta.get("sensor", "") or ""), imd.get("satId", ""),
+                 tags.get("NITF_STDIDC_MISSION", ""), tags.get("NITF_ISORCE", "")):
+        if text.strip():
+            return text.strip()
+    return None
+
+
+def _acquired(tags: dict[str, str], imd: dict[str, str], meta: dict[str, Any]) -> datetime | None:
+    for text in (tags.get("NITF_IDATIM"), tags.get("NITF_STDIDC_ACQUISITION_DATE"),
+                 imd.get("firstLineTime"), meta.get("acquisition_date"), tags.get("TIFFTAG_DATETIME")):
+        dt = parse_datetime(text)
+        if dt is not None:
+            return dt
+    return None
+
+
+def _metadata_sun(tags: dict[str, str], imd: dict[str, str], meta: dict[str, Any]
+                  ) -> tuple[float, float] | None:
+    for el, az in ((tags.get("NITF_USE00A_SUN_EL"), tags.get("NITF_USE00A_SUN_AZ")),
+                   (imd.get("meanSunEl"), imd.get("meanSunAz")),
+                   (meta.get("sun_elevation"), meta.get("sun_azimuth"))):
+        el_f, az_f = _float(el), _float(az)
+        if el_f is not None and az_f is not None:
+            return el_f, az_f % 360.0
+    return None
+
+
+# ----------------------------------------------------------------------------- RPC geometry
+def footprint(rpc: RPCModel, width: int, height: int, h: float,
+              points_per_side: int = FOOTPRINT_POINTS_PER_SIDE):
+    """The image border localised at height ``h``: a counter-clockwise shapely Polygon (lon, lat).
+
+    The border runs along the outer pixel edges (centres at integers, so edges at -0.5 and
+    size - 0.5).
+    """
+    from shapely.geometry import Polygon
+    from shapely.geometry.polygon import orient
+
+    t = np.linspace(0.0, 1.0, points_per_side, endpoint=False)
+    r_lo, r_hi, c_lo, c_hi = -0.5, height - 0.5, -0.5, width - 0.5
+    rows = np.concatenate([np.full_like(t, r_lo), r_lo + t * (r_hi - r_lo),
+                           np.full_like(t, r_hi), r_hi - t * (r_hi - r_lo)])
+    cols = np.concatenate([c_lo + t * (c_hi - c_lo), np.full_like(t, c_hi),
+                           c_hi - t * (c_hi - c_lo), np.full_like(t, c_lo)])
+    lon, lat = rpc.localization(rows, cols, np.full_like(rows, h))
+    return orient(Polygon(np.stack([lon, lat], axis=1)), sign=1.0)
+
+
+def view_angles(rpc: RPCModel, row: float, col: float, h: float, dh: float | None = None
+                ) -> tuple[float, float]:
+    """(view azimuth, off-nadir) in degrees of the satellite seen from image point (row, col).
+
+    The pixel is localised at heights ``h`` and ``h + dh`` (``dh`` defaults to half the RPC's
+    height scale): the ground ray between the two points, in the local ENU frame of the lower
+    one, points at the satellite. Azimuth = atan2(east, north), clockwise from north; the
+    returned "off-nadir" is the **view zenith angle at the ground** (angle of the ray from the
+    local vertical). The sensor's true off-nadir angle is smaller because of the Earth's
+    curvature: sin(off_nadir) = R / (R + H) * sin(zenith), about 3 degrees less at 30 degrees
+    for WorldView-3 (H = 617 km); for ranking and filtering views the zenith is what matters.
+    """
+    from skyfall_core.geo.frames import LocalFrame
+
+    dh = 0.5 * rpc.alt_scale if dh is None else dh
+    lon, lat = rpc.localization([row, row], [col, col], [h, h + dh])
+    frame = LocalFrame(float(lon[0]), float(lat[0]), h)
+    e, n, u = frame.geodetic_to_enu(lon[1], lat[1], h + dh)
+    azimuth = math.degrees(math.atan2(e, n)) % 360.0
+    zenith = math.degrees(math.atan2(math.hypot(e, n), u))
+    return azimuth, zenith
+
+
+def ground_sample_distance(rpc: RPCModel, row: float, col: float, h: float, step: float = 5.0
+                           ) -> float:
+    """Metres per pixel at image point (row, col) on the plane of height ``h``.
+
+    The square root of the ground area of one pixel (from localising neighbours ``step`` pixels
+    away), i.e. the geometric mean of the along-row and along-column sample distances.
+    """
+    from skyfall_core.geo.frames import LocalFrame
+
+    rows = np.array([row - step, row + step, row, row])
+    cols = np.array([col, col, col - step, col + step])
+    lon, lat = rpc.localization(rows, cols, np.full(4, h))
+    enu = LocalFrame(float(lon.mean()), float(lat.mean()), h).geodetic_to_enu(lon, lat, h)  # [4, 3]
+    d_row = (enu[1, :2] - enu[0, :2]) / (2 * step)
+    d_col = (enu[3, :2] - enu[2, :2]) / (2 * step)
+    return float(math.sqrt(abs(d_row[0] * d_col[1] - d_row[1] * d_col[0])))
+
+
+# ----------------------------------------------------------------------------- reading a scene
+def _rpc_of(ds, path: Path, meta_path: Path | None) -> tuple[RPCModel, str]:
+    try:
+        return _find_rpc(ds, path, meta_path)
+    except ValueError as exc:  # a malformed number or coefficient count in the RPC metadata
+        raise MissingRPCError(f"the RPC metadata is malformed ({exc})", path=path,
+                              fix="replace the RPC tags or sidecar with the vendor's original") from exc
+
+
+def _find_rpc(ds, path: Path, meta_path: Path | None) -> tuple[RPCModel, str]:
+    md = ds.tags(ns="RPC")
+    if md:
+        used = [Path(f).name for f in ds.files if Path(f) in sidecar_candidates(path)]
+        return RPCModel.from_gdal(md, source=path), (used[0] if used else "tags")
+    for side in sidecar_candidates(path):
+        if side.is_file():
+            rpc = read_rpb(side) if side.suffix.lower() == ".rpb" else read_rpc_txt(side)
+            return rpc, side.name
+    if meta_path is not None:
+        return read_satnerf_json(meta_path)[0], meta_path.name
+    raise MissingRPCError(
+        "no RPC camera model in the raster's metadata, no .RPB/_RPC.TXT sidecar and no Sat-NeRF json",
+        path=path,
+        fix=f"use the vendor's original (non-orthorectified) product, or put its RPC next to it as "
+            f"{path.with_suffix('.RPB').name} or {path.stem}_RPC.TXT")
+
+
+def read_scene(path: str | Path) -> Scene:
+    """Read one scene's metadata and RPC geometry; failures become ``Scene.error``."""
+    path = Path(path).resolve()
+    scene = Scene(id=path.stem, path=path)
+    try:
+        with open_raster(path) as ds:
+            scene = replace(scene, width=ds.width, height=ds.height, bands=ds.count,
+                            dtype=str(ds.dtypes[0]))
+            probe_readable(ds, path)
+            tags = ds.tags()
+            meta_path = find_satnerf_json(path)
+            meta = read_metadata_json(meta_path) if meta_path is not None else {}
+            imd_path = _imd_path(path)
+            imd = read_imd(imd_path) if imd_path is not None else {}
+            scene = replace(scene, sensor=_sensor(tags, imd, meta), acquired=_acquired(tags, imd, meta),
+                            metadata_json=meta_path,
+                            min_alt=_float(meta.get("min_alt")), max_alt=_float(meta.get("max_alt")))
+            rpc, rpc_source = _rpc_of(ds, path, meta_path)
+        return _with_geometry(replace(scene, rpc=rpc, rpc_source=rpc_source), tags, imd, meta)
+    except SkyfallError as exc:
+        return replace(scene, error=exc.message)
+
+
+def _with_geometry(scene: Scene, tags: dict[str, str], imd: dict[str, str], meta: dict[str, Any]
+                   ) -> Scene:
+    """Fill footprint, view angles, GSD and sun angles from the RPC (and the metadata)."""
+    from skyfall_core.geo.sun import solar_position
+
+    rpc, h = scene.rpc, scene.rpc.alt_offset
+    rc, cc = (scene.height - 1) / 2.0, (scene.width - 1) / 2.0
+    poly = footprint(rpc, scene.width, scene.height, h)
+    view_az, off_nadir = view_angles(rpc, rc, cc, h)
+    gsd = ground_sample_distance(rpc, rc, cc, h)
+    sun = _metadata_sun(tags, imd, meta)
+    sun_source = "metadata" if sun is not None else None
+    if sun is None and scene.acquired is not None:
+        centre = poly.centroid
+        el, az = solar_position(scene.acquired, centre.x, centre.y)
+        sun, sun_source = (float(el), float(az)), "computed"
+    return replace(scene, footprint=poly, mean_height=float(h), view_azimuth=view_az,
+                   off_nadir=off_nadir, gsd_m=gsd,
+                   sun_elevation=sun[0] if sun else None, sun_azimuth=sun[1] if sun else None,
+                   sun_source=sun_source)
+
+
+# ----------------------------------------------------------------------------- scanning + cache
+def _signature(path: Path) -> list[list[Any]]:
+    """(name, size, mtime_ns) of the image and of every existing file its metadata may come from."""
+    files = [path, *sidecar_candidates(path), path.with_suffix(".IMD"), path.with_suffix(".imd"),
+             path.with_suffix(".json"), path.parent.parent / "rpcs_raw" / f"{path.stem}.json"]
+    sig = []
+    for f in dict.fromkeys(files):
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        sig.append([str(f), st.st_size, st.st_mtime_ns])
+    return sig
+
+
+def _load_cache(cache_path: Path | None) -> dict[str, Any]:
+    if cache_path is None or not cache_path.is_file():
+        return {}
+    try:
+        data = json.loads(cache_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("ignoring unreadable scene cache %s (%s); it will be rewritten", cache_path, exc)
+        return {}
+    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
+        return {}
+    return data.get("entries", {})
+
+
+def _from_cache(entry: dict[str, Any]) -> Scene | None:
+    """The cached scene, or None when the entry does not parse (then the file is re-read)."""
+    try:
+        return Scene.from_dict(entry["scene"])
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("ignoring a stale scene cache entry (%r)", exc)
+        return None
+
+
+def _save_cache(cache_path: Path, entries: dict[str, Any]) -> None:
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_path.with_name(cache_path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"version": CACHE_VERSION, "entries": entries}))
+    os.replace(tmp, cache_path)
+
+
+def find_scene_files(folders: Iterable[str | Path], extensions: Sequence[str]) -> list[Path]:
+    """Files under ``folders`` (recursively; a folder entry may also be a file) with one of the
+    ``extensions`` (case-insensitive, with or without the dot), sorted, without duplicates."""
+    exts = {("." + e.lstrip(".")).lower() for e in extensions}
+    found: dict[Path, None] = {}
+    for folder in folders:
+        folder = Path(folder)
+        if folder.is_file():
+            found[folder.resolve()] = None
+            continue
+        if not folder.is_dir():
+            raise ConfigError("scene folder not found", path=folder,
+                              fix="create it, or correct/remove it in [catalog] folders of config.toml")
+        for p in sorted(folder.rglob("*")):
+            if p.suffix.lower() in exts and p.is_file():
+                found[p.resolve()] = None
+    return sorted(found)
+
+
+def scan_scenes(folders: Iterable[str | Path], extensions: Sequence[str],
+                cache_path: str | Path | None = None) -> list[Scene]:
+    """Catalog every scene file under ``folders`` (recursive), sorted by path.
+
+    With ``cache_path`` (a json file), a file whose size and mtime (and those of its sidecars)
+    are unchanged since the last scan is taken from the cache instead of being re-read; the
+    cache is rewritten with the current entries. Unusable files are listed with ``error`` set.
+    """
+    cache_path = Path(cache_path) if cache_path is not None else None
+    cached = _load_cache(cache_path)
+    scenes: list[Scene] = []
+    entries: dict[str, Any] = {}
+    for path in find_scene_files(folders, extensions):
+        sig = _signature(path)
+        hit = cached.get(str(path))
+        scene = _from_cache(hit) if hit is not None and hit.get("signature") == sig else None
+        if scene is None:
+            scene = read_scene(path)
+        scenes.append(scene)
+        entries[str(path)] = {"signature": sig, "scene": scene.to_dict()}
+    if cache_path is not None:
+        _save_cache(cache_path, entries)
+    return scenes
+
+
+def catalog_table(scenes: Iterable[Scene]) -> list[dict[str, Any]]:
+    """One row of rounded, display-ready columns per scene (for the CLI and the app)."""
+    def r(v: float | None, nd: int) -> float | None:
+        return None if v is None else round(float(v), nd)
+
+    rows = []
+    for s in scenes:
+        rows.append({
+            "id": s.id,
+            "sensor": s.sensor,
+            "acquired": s.acquired.strftime("%Y-%m-%d %H:%M:%S") if s.acquired else None,
+            "size": f"{s.width}x{s.height}" if s.width else None,
+            "bands": s.bands,
+            "dtype": s.dtype,
+            "sun_el": r(s.sun_elevation, 1),
+            "sun_az": r(s.sun_azimuth, 1),
+            "off_nadir": r(s.off_nadir, 1),
+            "view_az": r(s.view_azimuth, 1),
+            "gsd_m": r(s.gsd_m, 2),
+            "error": s.error,
+        })
+    return rows
