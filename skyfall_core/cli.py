@@ -51,7 +51,7 @@ def cmd_scenes(args: argparse.Namespace) -> int:
     cache = None if args.no_cache else cfg.workspace_root / "cache" / "catalog.json"
     scenes = scan_scenes(folders, cfg.catalog.extensions, cache_path=cache)
     if args.json:
-        print(json.dumps([s.to_json() for s in scenes], indent=2, default=str))
+        print(json.dumps([s.to_dict(include_rpc=False) for s in scenes], indent=2, default=str))
     else:
         rows = catalog_table(scenes)
         cols = ["id", "acquired", "sensor", "sun_el", "sun_az", "off_nadir", "view_az", "gsd_m", "size"]
