@@ -102,15 +102,17 @@ class Stage2Settings(_Strict):
     n_avg: int = Field(1, ge=1)
     source_guidance: float = Field(1.5, ge=0)
     target_guidance: float = Field(5.5, ge=0)
-    source_prompt: str = ("Satellite image of an urban area with buildings, roads and trees, "
-                          "blurry, distorted, low quality")
-    target_prompt: str = ("Aerial photograph of an urban area with buildings, roads and trees, "
-                          "sharp, detailed, high quality")
+    # the published Skyfall-GS pair (paper, supplement B.1, "Baseline")
+    source_prompt: str = ("Satellite image of an urban area with modern and older buildings, roads, green "
+                          "spaces. Some areas appear distorted, with blurring and warping artifacts.")
+    target_prompt: str = ("Clear satellite image of an urban area with sharp buildings, smooth edges, "
+                          "natural lighting, and well-defined textures.")
     # SDEdit
     sdedit_strength: float = Field(0.5, gt=0, le=1)
     # memory / speed
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
-    offload: Literal["none", "model", "sequential"] = "model"  # 'model' fits FLUX.1-dev in ~24 GB
+    # FLUX.1-dev bf16: none ~36-38 GB GPU; model ~26-28 GB GPU (+35 GB RAM); sequential a few GB, 5-10x slower
+    offload: Literal["none", "model", "sequential"] = "model"
     batch_size: int = Field(1, ge=1)
     seed: int = 0
 
