@@ -195,8 +195,8 @@ def _sensor(tags: dict[str, str], imd: dict[str, str], meta: dict[str, Any]) -> 
         m = _SENSOR_CODE.search(text.upper())
         if m:
             return m.group(1).replace(" ", "")
-    for text in (str(meta.get("sensor", "") or ""), imd.get("satId", ""),
-                 tags.get("NITF_STDIDC_MISSION", ""), tags.get("NITF_ISORCE", "")):
+    for text in (str(meta.get("sensor", "") or ""), imd.get("satId", ""), tags.get("SATELLITE_ID", ""),
+                 tags.get("SATELLITEID", ""), tags.get("NITF_STDIDC_MISSION", ""), tags.get("NITF_ISORCE", "")):
         if text.strip():
             return text.strip()
     return None
