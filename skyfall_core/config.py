@@ -76,6 +76,7 @@ class Stage1Settings(_Strict):
     max_gaussians: int = Field(200_000, ge=1_000)
     lambda_dssim: float = Field(0.2, ge=0, le=1)  # loss = (1-l)*L1 + l*D-SSIM
     opacity_reg: float = Field(10.0, ge=0)  # binary-entropy opacity regulariser weight
+    opacity_reg_start: float = Field(0.5, ge=0, le=1)  # fraction of the iterations before it starts
     depth_prior_weight: float = Field(0.5, ge=0)  # 1 - Pearson on pseudo-camera depth
     depth_model: str = "depth-anything/Depth-Anything-V2-Small-hf"  # id or local path
     appearance_embedding_dim: int = Field(32, ge=1)
