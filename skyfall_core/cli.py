@@ -107,6 +107,64 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs (value parsed as JSON when it can be: numbers, lists, booleans)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from skyfall_core.config import load_config
+    from skyfall_core.geo.aoi import load_aoi
+    from skyfall_core.geo.catalog import find_scene_files
+    from skyfall_core.pipeline.run import create_job, run_job
+
+    cfg = load_config(args.config)
+    out = Path(args.out)
+    if not (out / "job.json").exists():
+        aoi = load_aoi(Path(args.aoi), cfg.aoi)
+        scenes = [str(p) for p in find_scene_files([Path(args.scenes)], cfg.catalog.extensions)]
+        create_job(out, cfg=cfg, preset=args.preset, aoi=aoi.to_geojson(), scenes=scenes,
+                   name=args.name or out.name, overrides=_parse_overrides(args.set), job_id=out.name)
+    code = run_job(out, until="stage1" if args.stage == "1" else "all")
+    print(f"job {out}: {'done' if code == 0 else 'stopped with code %d (see %s)' % (code, out / 'log.txt')}")
+    return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from skyfall_core.pipeline.run import run_job
+
+    return run_job(Path(args.job_dir))
+
+
+def cmd_eval_dsm(args: argparse.Namespace) -> int:
+    from skyfall_core.eval.dsm import compare_dsm, read_dsm
+
+    job = Path(args.job)
+    pred_path = next((p for p in (job / "final" / "dsm.tif", job / "stage1" / "dsm.tif") if p.exists()), None)
+    if pred_path is None:
+        from skyfall_core.errors import SkyfallError
+
+        raise SkyfallError("the job has no DSM yet (final/dsm.tif or stage1/dsm.tif)", path=job,
+                           fix="run stage 1 first: python -m skyfall_core reconstruct ... --stage 1")
+    epsg = args.truth_epsg
+    if args.truth_origin_txt and epsg is None and (job / "scene" / "frame.json").exists():
+        epsg = json.loads((job / "scene" / "frame.json").read_text())["utm_epsg"]  # the AOI's UTM zone
+    truth = read_dsm(args.truth, origin_txt=args.truth_origin_txt, epsg=epsg)
+    metrics = compare_dsm(read_dsm(pred_path), truth, max_shift_m=args.max_shift_m)
+    result = {"dsm": str(pred_path), "truth": str(args.truth), **metrics.to_dict()}
+    _print(result, args.json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the Streamlit app bound to the configured address (127.0.0.1 by default)."""
     from skyfall_core.config import load_config
@@ -150,6 +208,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--compare-rpcs", help="folder of reference (e.g. bundle-adjusted) Sat-NeRF json RPCs")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_cameras)
+
+    s = sub.add_parser("reconstruct", help="create a job and run it here (stage 1, or the whole pipeline)")
+    s.add_argument("--scenes", required=True, help="folder of scenes")
+    s.add_argument("--aoi", required=True, help="AOI GeoJSON")
+    s.add_argument("--preset", default="preview")
+    s.add_argument("--out", required=True, help="job folder (created; an existing job is resumed)")
+    s.add_argument("--stage", choices=["1", "all"], default="all", help="stop after stage 1, or run everything")
+    s.add_argument("--name", help="job name")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a preset setting, e.g. --set stage1.iterations=500 (repeatable)")
+    s.set_defaults(func=cmd_reconstruct)
+
+    s = sub.add_parser("run", help="run or resume a job folder (what the job runner starts)")
+    s.add_argument("job_dir")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("eval", help="evaluate a job")
+    ev = s.add_subparsers(dest="what", required=True)
+    e = ev.add_parser("dsm", help="DSM accuracy against a truth DSM (MAE, RMSE, median, completeness)")
+    e.add_argument("--job", required=True)
+    e.add_argument("--truth", required=True, help="truth DSM GeoTIFF")
+    e.add_argument("--truth-origin-txt", help="origin .txt for a truth TIFF without georeferencing")
+    e.add_argument("--truth-epsg", type=int, help="EPSG of the truth grid when given by a .txt")
+    e.add_argument("--max-shift-m", type=float, default=2.0)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval_dsm)
 
     s = sub.add_parser("sample", help="(re)generate the bundled synthetic sample AOI")
     s.add_argument("--out", default="sample_aoi")

@@ -55,3 +55,20 @@ def test_appearance_starts_as_identity_and_can_learn_a_colour_shift():
         opt.step()
     assert (app(colors, feats, 1) - target).abs().mean() < 0.02
     assert (app(colors, feats, 0) - colors).abs().mean() < 0.02
+
+
+def test_separable_ssim_equals_the_2d_window_reference():
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.rand(20, 24, 3, generator=g, dtype=torch.float64), torch.rand(20, 24, 3, generator=g, dtype=torch.float64)
+    x = torch.arange(11, dtype=torch.float64) - 5
+    k1 = torch.exp(-x ** 2 / (2 * 1.5 ** 2))
+    k1 = k1 / k1.sum()
+    w = (k1[:, None] * k1[None, :]).expand(3, 1, 11, 11)
+    blur = lambda t: F.conv2d(t.permute(2, 0, 1)[None], w, padding=5, groups=3)[0]  # noqa: E731
+    mx, my = blur(a), blur(b)
+    sxx, syy, sxy = blur(a * a) - mx ** 2, blur(b * b) - my ** 2, blur(a * b) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    ref = (((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))).mean(0)
+    torch.testing.assert_close(ssim_map(a, b), ref)

@@ -9,11 +9,10 @@ import torch
 import torch.nn.functional as F
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None, dtype=torch.float32) -> torch.Tensor:
+def _gaussian_1d(size: int = 11, sigma: float = 1.5, device=None, dtype=torch.float32) -> torch.Tensor:
     x = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
     g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]  # [size, size]
+    return g / g.sum()  # [size]
 
 
 def ssim_map(img: torch.Tensor, ref: torch.Tensor, window: int = 11) -> torch.Tensor:
@@ -21,13 +20,17 @@ def ssim_map(img: torch.Tensor, ref: torch.Tensor, window: int = 11) -> torch.Te
     assert img.shape == ref.shape and img.ndim == 3, f"expected two [H, W, 3] images, got {img.shape}, {ref.shape}"
     c = img.shape[-1]
     x, y = img.permute(2, 0, 1)[None], ref.permute(2, 0, 1)[None]  # [1, C, H, W]
-    w = _gaussian_window(window, device=img.device, dtype=img.dtype).expand(c, 1, window, window)
+    g = _gaussian_1d(window, device=img.device, dtype=img.dtype)
     pad = window // 2
-    blur = lambda t: F.conv2d(t, w, padding=pad, groups=c)  # noqa: E731
-    mu_x, mu_y = blur(x), blur(y)
-    sxx = blur(x * x) - mu_x ** 2
-    syy = blur(y * y) - mu_y ** 2
-    sxy = blur(x * y) - mu_x * mu_y
+    # the 2D Gaussian window is separable: blur rows then columns, the five maps in one batch
+    stack = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # [1, 5C, H, W]
+    n = stack.shape[1]
+    stack = F.conv2d(stack, g.view(1, 1, 1, window).expand(n, 1, 1, window), padding=(0, pad), groups=n)
+    stack = F.conv2d(stack, g.view(1, 1, window, 1).expand(n, 1, window, 1), padding=(pad, 0), groups=n)
+    mu_x, mu_y, exx, eyy, exy = stack.split(c, dim=1)
+    sxx = exx - mu_x ** 2
+    syy = eyy - mu_y ** 2
+    sxy = exy - mu_x * mu_y
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
     return s[0].mean(0)

@@ -1,0 +1,27 @@
+"""Reconstruction jobs: a durable queue (SQLite store + job folders) and its runners.
+
+- :mod:`.store` — the SQLite job table and the folder <-> store rebuilds;
+- :mod:`.manager` — :class:`JobManager`: submit, cancel, resume, clone, delete, list, logs, progress;
+- :mod:`.local` — the detached job host and the local (subprocess) runner;
+- :mod:`.ray_runner` — the Ray runner (optional ``ray``);
+- :mod:`.progress` — incremental ``events.jsonl`` reader with ETAs;
+- :mod:`.settings` — the ``[jobs]`` config section; :mod:`.cli` — ``python -m skyfall_core jobs``.
+
+Nothing is imported eagerly (``python -m skyfall_core.jobs.local`` must start fast).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["JobManager", "JobInfo", "JobStore", "JobRecord", "JobsSettings", "Progress"]
+_HOMES = {"JobManager": "manager", "JobInfo": "manager", "JobStore": "store", "JobRecord": "store",
+          "JobsSettings": "settings", "Progress": "progress"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,229 @@
+"""A whole job: scene -> stage 1 -> stage-2 rounds -> final exports, resumable at every stage.
+
+``state.json`` lists the finished stages (``scene``, ``stage1``, ``round_<k>``, ``final``); a
+restarted job skips them and continues from the last checkpoint, so a crash or a cancel loses at
+most the unfinished stage or round. Cancel = the file ``cancel.request`` in the job folder.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+import traceback
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from skyfall_core import __version__, atomic
+from skyfall_core.config import Config, config_from_dict
+from skyfall_core.errors import SkyfallError
+from skyfall_core.pipeline.jobdir import EventLog, JobDir
+
+EXIT_DONE, EXIT_CRASH, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 2, 3
+CANCEL_FILE = "cancel.request"
+
+
+def _apply_overrides(resolved: dict[str, Any], preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (``stage2.elevations_deg``) in the preset's section of a resolved config."""
+    data = json.loads(json.dumps(resolved))
+    for key, value in (overrides or {}).items():
+        node = data["presets"][preset]
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return data
+
+
+def create_job(job_root: Path, *, cfg: Config, preset: str, aoi: dict[str, Any], scenes: list[str],
+               name: str = "", overrides: dict[str, Any] | None = None, parent: str | None = None,
+               job_id: str | None = None) -> JobDir:
+    """Write a new job folder with its ``job.json`` (resolved config with overrides, validated)."""
+    import torch
+
+    resolved = _apply_overrides(cfg.resolved(preset), preset, overrides or {})
+    config_from_dict({k: v for k, v in resolved.items() if k != "source"}, source=cfg.source)  # validate
+    job_id = job_id or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    job = JobDir(job_root / job_id if job_root.name != job_id else job_root)
+    job.root.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(job.job_json, {
+        "id": job.root.name, "name": name or job.root.name, "created": datetime.now(timezone.utc).isoformat(),
+        "aoi": aoi, "scenes": [str(Path(s).resolve()) for s in scenes], "preset": preset,
+        "config": resolved, "overrides": overrides or {}, "parent": parent,
+        "versions": {"skyfall_core": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "refiner": None, "warnings": []})
+    return job
+
+
+def load_job(job: JobDir) -> tuple[dict[str, Any], Config]:
+    try:
+        meta = json.loads(job.job_json.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SkyfallError(f"cannot read job.json ({exc})", path=job.job_json,
+                           fix="restore it from the job store (jobs list shows it) or delete the job") from None
+    cfg_data = {k: v for k, v in meta["config"].items() if k != "source"}
+    return meta, config_from_dict(cfg_data, source=job.job_json)
+
+
+def _state(job: JobDir) -> dict[str, Any]:
+    path = job.root / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {"finished": []}
+
+
+def _finish(job: JobDir, state: dict[str, Any], stage: str) -> None:
+    state["finished"] = [*state["finished"], stage]
+    atomic.write_json(job.root / "state.json", state)
+
+
+def _device(cfg: Config) -> str:
+    import torch
+
+    if cfg.device.compute == "cuda" or (cfg.device.compute == "auto" and torch.cuda.is_available()):
+        return "cuda"
+    return "cpu"
+
+
+def run_job(job_dir: Path, should_stop: Callable[[], bool] | None = None, *, until: str = "all") -> int:
+    """Run or resume a job; returns an exit code (0 done, 3 cancelled, 2 user error, 1 crash).
+
+    ``until="stage1"`` stops after stage 1 (a later run with "all" continues from there)."""
+    job = JobDir(Path(job_dir))
+    stop = should_stop or (lambda: (job.root / CANCEL_FILE).exists())
+    events = EventLog(job.events, echo_to=job.log)
+    try:
+        meta, cfg = load_job(job)
+        events.emit("status", status="running")
+        code = _run(job, meta, cfg, events, stop, until)
+    except SkyfallError as exc:
+        events.emit("error", text=exc.message)
+        events.emit("status", status="failed", text=exc.message)
+        return EXIT_USER_ERROR
+    except MemoryError:
+        text = "out of memory: use a smaller AOI, the preview preset, or lower stage1.max_gaussians"
+        events.emit("error", text=text)
+        events.emit("status", status="failed", text=text)
+        return EXIT_USER_ERROR
+    except Exception as exc:  # a crash: keep the traceback in the log, the job stays resumable
+        with open(job.log, "a") as f:
+            f.write(traceback.format_exc())
+        events.emit("error", text=f"internal error: {exc!r} (see log.txt); the job can be resumed")
+        events.emit("status", status="failed", text=repr(exc))
+        return EXIT_CRASH
+    events.emit("status", status="done" if code == EXIT_DONE else "cancelled")
+    return code
+
+
+def _run(job: JobDir, meta: dict[str, Any], cfg: Config, events: EventLog, stop: Callable[[], bool],
+         until: str = "all") -> int:
+    import torch
+
+    from skyfall_core.pipeline.scene import prepare_scene
+    from skyfall_core.pipeline.stage1 import FINAL, densify_strategy, load_scene, run_stage1, train_settings, \
+        write_stage1_outputs
+    from skyfall_core.pipeline.trainer import SplatTrainer
+
+    preset_name = meta["preset"]
+    preset = cfg.preset(preset_name)
+    state = _state(job)
+    device = _device(cfg)
+    if cfg.device.threads:
+        torch.set_num_threads(cfg.device.threads)
+    backend = cfg.device.renderer
+
+    if "scene" not in state["finished"]:
+        events.emit("stage", stage="scene", state="start")
+        t0 = time.perf_counter()
+        report = prepare_scene([Path(p) for p in meta["scenes"]], meta["aoi"], cfg, preset, out_dir=job.scene,
+                               log=events.message)
+        for m in report.messages:
+            events.warning(m)
+        events.emit("timing", stage="scene", seconds=round(time.perf_counter() - t0, 2))
+        events.emit("stage", stage="scene", state="done", summary={
+            k: v for k, v in report.summary().items() if k != "views"})
+        _finish(job, state, "scene")
+    if stop():
+        return EXIT_CANCELLED
+
+    s1 = preset.stage1
+    if "stage1" not in state["finished"]:
+        events.emit("stage", stage="stage1", state="start")
+        t0 = time.perf_counter()
+        trainer = run_stage1(job.scene, job.root, s1, events, backend=backend, device=device, should_stop=stop)
+        if trainer is None:
+            return EXIT_CANCELLED
+        metrics = write_stage1_outputs(trainer, job.scene, job.stage1)
+        events.emit("timing", stage="stage1", seconds=round(time.perf_counter() - t0, 2))
+        events.emit("stage", stage="stage1", state="done", metrics={k: v for k, v in metrics.items() if k != "psnr"})
+        _finish(job, state, "stage1")
+    if until == "stage1":
+        return EXIT_DONE
+
+    scene = load_scene(job.scene)
+    s2 = preset.stage2
+    n_rounds = len(s2.elevations_deg)
+    state["rounds_total"] = n_rounds
+    done_rounds = [int(x.split("_")[1]) for x in state["finished"] if x.startswith("round_")]
+    last = max(done_rounds, default=-1)
+    ckpt = job.checkpoints / (f"round_{last}.safetensors" if last >= 0 else FINAL)
+    trainer, _ = SplatTrainer.resume(ckpt, len(scene.views), scene.scene_scale, s1.iterations,
+                                     train_settings(s1, backend), densify_strategy(s1),
+                                     embedding_dim=s1.appearance_embedding_dim)
+    if last + 1 < n_rounds:
+        code = _run_rounds(job, meta, cfg, s2, scene, trainer, events, stop, device, state, last + 1)
+        if code != EXIT_DONE:
+            return code
+
+    if "final" not in state["finished"]:
+        events.emit("stage", stage="final", state="start")
+        write_final(job, trainer, scene)
+        events.emit("stage", stage="final", state="done")
+        _finish(job, state, "final")
+    return EXIT_DONE
+
+
+def _run_rounds(job, meta, cfg, s2, scene, trainer, events, stop, device, state, first: int) -> int:
+    from skyfall_core.pipeline.stage2 import plan_round, run_round
+    from skyfall_core.priors.refiners import load_refiner
+
+    refiner, warnings = load_refiner(s2, device)
+    for w in warnings:
+        events.warning(w)
+    meta["refiner"] = {"name": refiner.name, "is_diffusion": refiner.is_diffusion,
+                       "description": refiner.description, "model": s2.refiner_model or None}
+    meta["warnings"] = sorted(set(meta.get("warnings", []) + list(warnings)))
+    atomic.write_json(job.job_json, meta)
+    x0, x1, y0, y1 = scene.bounds_enu[:4]
+    aoi_size = max(x1 - x0, y1 - y0)
+    for k in range(first, len(s2.elevations_deg)):
+        if stop():
+            return EXIT_CANCELLED
+        plan = plan_round(k, s2, scene.bounds_enu, aoi_size)
+        if not run_round(trainer, scene, plan, s2, refiner, job, events, should_stop=stop, seed=s2.seed):
+            return EXIT_CANCELLED
+        _finish(job, state, f"round_{k}")
+    return EXIT_DONE
+
+
+def write_final(job: JobDir, trainer, scene) -> None:
+    """final/: scene.ply, the web splat (compressed PLY), georef.json, dsm.tif, preview.png."""
+    import cv2
+
+    from skyfall_core.cameras.orbits import orbit_cameras
+    from skyfall_core.eval.dsm import write_dsm
+    from skyfall_core.pipeline.stage1 import render_dsm
+    from skyfall_core.pipeline.stage2 import _camera_view
+    from skyfall_core.pipeline.trainer import to_uint8
+    from skyfall_core.splat.io import save_compressed_ply, save_ply, write_georef
+
+    out = job.final
+    out.mkdir(parents=True, exist_ok=True)
+    save_ply(out / "scene.ply", trainer.model)
+    save_compressed_ply(out / "scene.compressed.ply", trainer.model)
+    write_georef(out / "georef.json", scene.frame.to_dict(), files=["scene.ply", "scene.compressed.ply", "dsm.tif"])
+    write_dsm(out / "dsm.tif", render_dsm(trainer, scene))
+    cam = orbit_cameras([0.0, 0.0, 0.0], 45.0, 2.2 * scene.scene_scale, [200.0], 50.0, 640, 480)[0]
+    rgb, _, _, _ = trainer.render(_camera_view(cam), with_grad=False)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(to_uint8(rgb), cv2.COLOR_RGB2BGR))
+    atomic.write_bytes(out / "preview.png", png.tobytes())

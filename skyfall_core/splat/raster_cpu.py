@@ -1,0 +1,238 @@
+"""The compiled CPU rasterizer: build/load of the C++ extension and its autograd wrapper.
+
+The extension (`csrc/rasterize.cpp`) is compiled once with `torch.utils.cpp_extension.load`
+into `$SKYFALL_CACHE_DIR/torch_extensions/<key>` (default `~/.cache/skyfall_studio/...`), where
+`<key>` hashes the sources, the flags, the torch and Python versions and the CPU model/flags (the
+code is built with `-march=native`, so a cache shared between different machines never hands one
+machine a binary built for another's instruction set). Parallelism uses ATen's intra-op thread
+pool (OpenMP in the CPU wheels; `torch.set_num_threads` applies); vectorisation uses
+`#pragma omp simd` (`-fopenmp-simd`, no second OpenMP runtime is linked).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+from skyfall_core.splat.projection import Projected
+
+CSRC_DIR = Path(__file__).resolve().parent / "csrc"
+SOURCES = ("rasterize.cpp",)  # compiled
+HEADERS = ("kernels.h",)  # included; part of the cache key
+CXX_FLAGS = ("-O3", "-march=native", "-DNDEBUG", "-std=c++17", "-Wno-psabi")
+TILE_SIZE = 16  # fixed in the C++ kernel (kTile)
+
+
+def cache_root() -> Path:
+    """Folder holding Skyfall Studio's caches (`$SKYFALL_CACHE_DIR` or ~/.cache/skyfall_studio)."""
+    env = os.environ.get("SKYFALL_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "skyfall_studio"
+
+
+def _cpu_fingerprint() -> str:
+    """Machine type plus the CPU model and feature flags (Linux), for the cache key."""
+    parts = [platform.machine(), platform.processor()]
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith(("model name", "flags", "Features")):
+                parts.append(line)
+            if line.strip() == "":
+                break  # the first processor is enough
+    return "\n".join(parts)
+
+
+def extension_key() -> str:
+    """Hash of everything the compiled binary depends on."""
+    digest = hashlib.sha256()
+    for name in SOURCES + HEADERS:
+        digest.update((CSRC_DIR / name).read_bytes())
+    for part in (" ".join(CXX_FLAGS), torch.__version__, sys.version, _cpu_fingerprint()):
+        digest.update(part.encode())
+    return digest.hexdigest()[:16]
+
+
+def extension_dir() -> Path:
+    """Build folder of the extension for this machine and these sources."""
+    return cache_root() / "torch_extensions" / extension_key()
+
+
+def compiler_available() -> bool:
+    """True when a C++ compiler is on PATH (`$CXX`, else c++)."""
+    return shutil.which(os.environ.get("CXX", "c++")) is not None
+
+
+@functools.lru_cache(maxsize=1)
+def load_extension(verbose: bool = False) -> ModuleType | None:
+    """Compile (first call on a machine, about a minute) or load the extension; None on failure.
+
+    A failure (no compiler, no Python headers, a compiler error) is reported with a warning
+    naming the cause; callers then fall back to the pure-PyTorch rasterizer.
+    """
+    if not compiler_available():
+        warnings.warn(
+            "No C++ compiler found (set $CXX or install g++): the splat renderer falls back to "
+            "the slow pure-PyTorch rasterizer.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    from torch.utils import cpp_extension
+
+    build_dir = extension_dir()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        module = cpp_extension.load(
+            name=f"skyfall_splat_cpu_{extension_key()}",
+            sources=[str(CSRC_DIR / name) for name in SOURCES],
+            extra_cflags=list(CXX_FLAGS),
+            build_directory=str(build_dir),
+            verbose=verbose,
+        )
+    except (RuntimeError, OSError, ImportError, subprocess.CalledProcessError) as error:
+        warnings.warn(
+            f"Building the CPU rasterizer in {build_dir} failed ({error}); the splat renderer "
+            "falls back to the slow pure-PyTorch rasterizer. Fix: install a C++17 compiler and "
+            "the Python development headers, then delete that folder.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    (build_dir / "load_seconds.txt").write_text(f"{time.perf_counter() - start:.2f}\n")
+    return module
+
+
+class _ProjectCPU(torch.autograd.Function):
+    """gsplat's EWA projection in C++ with its hand-written vector-Jacobian product."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        means: Tensor,  # [N, 3]
+        quats: Tensor,  # [N, 4]
+        scales: Tensor,  # [N, 3]
+        opacities: Tensor,  # [N] (only for the radii: no gradient)
+        viewmats: Tensor,  # [C, 4, 4]
+        Ks: Tensor,  # [C, 3, 3]
+        settings: tuple[int, int, float, float, float],  # width, height, eps2d, near, far
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        means2d, conics, depths, radii = load_extension().project_forward(
+            means, quats, scales, opacities, viewmats, Ks, *settings)
+        ctx.save_for_backward(means, quats, scales, viewmats, Ks, radii, conics)
+        ctx.settings = settings
+        ctx.mark_non_differentiable(radii)
+        return means2d, conics, depths, radii
+
+    @staticmethod
+    def backward(ctx, v_means2d: Tensor, v_conics: Tensor, v_depths: Tensor, _v_radii: Tensor):  # type: ignore[override]
+        means, quats, scales, viewmats, Ks, radii, conics = ctx.saved_tensors
+        width, height, eps2d, _, _ = ctx.settings
+        v_means, v_quats, v_scales = load_extension().project_backward(
+            means, quats, scales, viewmats, Ks, width, height, eps2d, radii, conics,
+            v_means2d.contiguous(), v_conics.contiguous(), v_depths.contiguous())
+        return v_means, v_quats, v_scales, None, None, None, None
+
+
+def project_gaussians_cpu(
+    means: Tensor,  # [N, 3]
+    quats: Tensor,  # [N, 4]
+    scales: Tensor,  # [N, 3]
+    opacities: Tensor,  # [N]
+    viewmats: Tensor,  # [C, 4, 4]
+    Ks: Tensor,  # [C, 3, 3]
+    width: int,
+    height: int,
+    eps2d: float = 0.3,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+) -> Projected:
+    """Compiled `projection.fully_fused_projection` (same outputs; no gradient to the cameras)."""
+    if not near_plane > 0:
+        raise ValueError(f"near_plane must be > 0, got {near_plane}")
+    dtype = means.dtype
+    means2d, conics, depths, radii = _ProjectCPU.apply(
+        means.contiguous(), quats.contiguous(), scales.contiguous(),
+        opacities.detach().contiguous(), viewmats.detach().to(dtype).contiguous(),
+        Ks.detach().to(dtype).contiguous(), (width, height, eps2d, near_plane, far_plane))
+    return Projected(means2d=means2d, conics=conics, depths=depths, radii=radii)
+
+
+class _RasterizeToPixelsCPU(torch.autograd.Function):
+    """Differentiable alpha compositing with the compiled kernel (inputs already binned)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        means2d: Tensor,  # [C, N, 2]
+        conics: Tensor,  # [C, N, 3]
+        colors: Tensor,  # [C, N, D]
+        opacities: Tensor,  # [C, N]
+        backgrounds: Tensor | None,  # [C, D]
+        bins: tuple[Tensor, Tensor, Tensor],  # offsets, flatten_ids, boxes
+        width: int,
+        height: int,
+    ) -> tuple[Tensor, Tensor]:
+        offsets, flatten_ids, boxes = bins
+        render, alphas, last_ids, packed = load_extension().rasterize_forward(
+            means2d, conics, colors, opacities, backgrounds, boxes, offsets, flatten_ids,
+            width, height,
+        )
+        ctx.save_for_backward(packed, backgrounds, offsets, flatten_ids, alphas, last_ids)
+        ctx.sizes = (*colors.shape, width, height)  # C, N, D, W, H
+        return render, alphas[..., None]  # [C, H, W, D], [C, H, W, 1]
+
+    @staticmethod
+    def backward(ctx, v_render: Tensor, v_alphas: Tensor):  # type: ignore[override]
+        packed, backgrounds, offsets, flatten_ids, alphas, last_ids = ctx.saved_tensors
+        v_means2d, v_conics, v_colors, v_opacities = load_extension().rasterize_backward(
+            packed, backgrounds, offsets, flatten_ids, *ctx.sizes, alphas, last_ids,
+            v_render.contiguous(), v_alphas.contiguous(),
+        )
+        v_backgrounds = None
+        if backgrounds is not None and ctx.needs_input_grad[4]:
+            v_backgrounds = (v_render * (1.0 - alphas)[..., None]).sum(dim=(1, 2))  # [C, D]
+        return v_means2d, v_conics, v_colors, v_opacities, v_backgrounds, None, None, None
+
+
+def rasterize_to_pixels_cpu(
+    means2d: Tensor,  # [C, N, 2]
+    conics: Tensor,  # [C, N, 3]
+    colors: Tensor,  # [C, N, D], D <= 4
+    opacities: Tensor,  # [C, N]
+    radii: Tensor,  # [C, N, 2] int32
+    depths: Tensor,  # [C, N] sort keys
+    width: int,
+    height: int,
+    backgrounds: Tensor | None = None,  # [C, D]
+) -> tuple[Tensor, Tensor, int]:
+    """Composite projected Gaussians: (colors [C, H, W, D], alphas [C, H, W, 1], n_isects)."""
+    ext = load_extension()
+    if ext is None:
+        raise RuntimeError("the CPU rasterizer extension is not available (see the warning)")
+    means2d, conics, colors, opacities = (
+        t.contiguous() for t in (means2d, conics, colors, opacities)
+    )
+    with torch.no_grad():
+        bins = ext.bin_gaussians(
+            means2d.detach(), conics.detach(), opacities.detach(), radii.contiguous(),
+            depths.detach().contiguous(), width, height,
+        )
+    if backgrounds is not None:
+        backgrounds = backgrounds.contiguous()
+    render, alphas = _RasterizeToPixelsCPU.apply(
+        means2d, conics, colors, opacities, backgrounds, tuple(bins), width, height
+    )
+    return render, alphas, int(bins[1].numel())
