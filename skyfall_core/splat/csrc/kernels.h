@@ -222,11 +222,11 @@ void alpha_box(const S *mean2d, const S *conic, S opacity, int64_t width, int64_
 
 // Tile rectangle [tx0, tx1) x [ty0, ty1) of a Gaussian, as gsplat's isect_tiles.
 template <typename S>
-void tile_rect(const S *mean2d, const int32_t *radius, const TileGrid &grid, int64_t *rect) {
+void tile_rect(const S *mean2d, const int32_t *radius, const TileGrid &grid, int32_t *rect) {
     const S tile_x = mean2d[0] / kTile, tile_y = mean2d[1] / kTile;
     const S tile_rx = static_cast<S>(radius[0]) / kTile, tile_ry = static_cast<S>(radius[1]) / kTile;
     auto clamp_to = [](S v, int64_t hi) {
-        return static_cast<int64_t>(std::min<S>(std::max<S>(v, 0), static_cast<S>(hi)));
+        return static_cast<int32_t>(std::min<S>(std::max<S>(v, 0), static_cast<S>(hi)));
     };
     rect[0] = clamp_to(std::floor(tile_x - tile_rx), grid.tiles_x);
     rect[1] = clamp_to(std::ceil(tile_x + tile_rx), grid.tiles_x);

@@ -15,6 +15,7 @@
 #include <ATen/Parallel.h>
 
 #include <atomic>
+#include <limits>
 #include <vector>
 
 #include "kernels.h"
@@ -36,7 +37,6 @@ void parallel_jobs(int64_t n_jobs, const F &job) {
     });
 }
 
-// Sorts the visible Gaussians of each camera by depth and fills the per-tile lists.
 void check_projection_inputs(const at::Tensor &means, const at::Tensor &quats,
                              const at::Tensor &scales, const at::Tensor &opacities,
                              const at::Tensor &viewmats, const at::Tensor &Ks) {
@@ -54,6 +54,7 @@ void check_projection_inputs(const at::Tensor &means, const at::Tensor &quats,
     }
 }
 
+// Sorts the visible Gaussians of each camera by depth and fills the per-tile lists.
 template <typename S>
 void bin_impl(const S *means2d, const S *conics, const S *opacities, const int32_t *radii,
               const S *depths, const TileGrid &grid, at::Tensor &offsets_t,
@@ -62,13 +63,25 @@ void bin_impl(const S *means2d, const S *conics, const S *opacities, const int32
     const int64_t C = grid.C, N = grid.N, T = grid.n_tiles;
     int32_t *boxes = boxes_t.data_ptr<int32_t>();
     int64_t *offsets = offsets_t.data_ptr<int64_t>();
-    std::vector<std::vector<int32_t>> orders(C);  // visible Gaussians per camera, front to back
-    std::vector<int64_t> rects(C * N * 4);
+    at::parallel_for(0, C * N, 4096, [&](int64_t begin, int64_t end) {
+        for (int64_t cg = begin; cg < end; ++cg) {
+            int32_t *box = boxes + cg * 4;
+            if (radii[cg * 2] > 0 && radii[cg * 2 + 1] > 0) {
+                alpha_box(means2d + cg * 2, conics + cg * 3, opacities[cg], grid.width,
+                          grid.height, box);
+            } else {
+                box[0] = 1; box[1] = 0; box[2] = 1; box[3] = 0;  // empty: culled
+            }
+        }
+    });
     std::vector<int64_t> counts(C * T + 1, 0);
-
+    std::vector<std::vector<int32_t>> orders(C);  // visible Gaussians per camera, front to back
+    std::vector<std::vector<int32_t>> rects(C);   // their tile rectangles, in that order
     for (int64_t cam = 0; cam < C; ++cam) {
         std::vector<Key> keys;
         std::vector<int32_t> &order = orders[cam];
+        keys.reserve(N);
+        order.reserve(N);
         for (int64_t g = 0; g < N; ++g) {
             const int64_t cg = cam * N + g;
             if (radii[cg * 2] > 0 && radii[cg * 2 + 1] > 0) {
@@ -76,46 +89,38 @@ void bin_impl(const S *means2d, const S *conics, const S *opacities, const int32
                 order.push_back(static_cast<int32_t>(g));
             }
         }
-        if (!order.empty()) {
-            radix_argsort(keys, order);
-        }
-    }
-    at::parallel_for(0, C * N, 4096, [&](int64_t begin, int64_t end) {
-        for (int64_t cg = begin; cg < end; ++cg) {
-            if (radii[cg * 2] > 0 && radii[cg * 2 + 1] > 0) {
-                tile_rect(means2d + cg * 2, radii + cg * 2, grid, rects.data() + cg * 4);
-                alpha_box(means2d + cg * 2, conics + cg * 3, opacities[cg], grid.width,
-                          grid.height, boxes + cg * 4);
-            } else {
-                int32_t *box = boxes + cg * 4;
-                box[0] = 1; box[1] = 0; box[2] = 1; box[3] = 0;
+        if (!order.empty()) radix_argsort(keys, order);
+        const int64_t n_visible = static_cast<int64_t>(order.size());
+        std::vector<int32_t> &rect = rects[cam];
+        rect.resize(n_visible * 4);
+        at::parallel_for(0, n_visible, 4096, [&](int64_t begin, int64_t end) {
+            for (int64_t i = begin; i < end; ++i) {
+                const int64_t cg = cam * N + order[i];
+                tile_rect(means2d + cg * 2, radii + cg * 2, grid, rect.data() + i * 4);
             }
-        }
-    });
-    for (int64_t cam = 0; cam < C; ++cam) {
-        for (int32_t g : orders[cam]) {
-            const int64_t *r = rects.data() + (cam * N + g) * 4;
-            for (int64_t ty = r[2]; ty < r[3]; ++ty) {
-                for (int64_t tx = r[0]; tx < r[1]; ++tx) {
-                    ++counts[cam * T + ty * grid.tiles_x + tx + 1];
-                }
+        });
+        int64_t *cam_counts = counts.data() + cam * T + 1;
+        for (int64_t i = 0; i < n_visible; ++i) {
+            const int32_t *r = rect.data() + i * 4;
+            for (int32_t ty = r[2]; ty < r[3]; ++ty) {
+                for (int32_t tx = r[0]; tx < r[1]; ++tx) ++cam_counts[ty * grid.tiles_x + tx];
             }
         }
     }
-    for (int64_t i = 0; i < C * T; ++i) {
-        counts[i + 1] += counts[i];
-    }
+    for (int64_t i = 0; i < C * T; ++i) counts[i + 1] += counts[i];
+    TORCH_CHECK(counts[C * T] < std::numeric_limits<int32_t>::max(),
+                "too many tile entries (", counts[C * T], "): render fewer cameras at once");
     std::memcpy(offsets, counts.data(), sizeof(int64_t) * (C * T + 1));
     flatten_ids_t = at::empty({counts[C * T]}, offsets_t.options().dtype(at::kInt));
     int32_t *flatten_ids = flatten_ids_t.data_ptr<int32_t>();
     for (int64_t cam = 0; cam < C; ++cam) {  // filled in depth order: each tile list is sorted
-        for (int32_t g : orders[cam]) {
-            const int64_t *r = rects.data() + (cam * N + g) * 4;
-            for (int64_t ty = r[2]; ty < r[3]; ++ty) {
-                for (int64_t tx = r[0]; tx < r[1]; ++tx) {
-                    flatten_ids[counts[cam * T + ty * grid.tiles_x + tx]++] =
-                        static_cast<int32_t>(cam * N + g);
-                }
+        int64_t *cursor = counts.data() + cam * T;
+        const std::vector<int32_t> &rect = rects[cam];
+        for (size_t i = 0; i < orders[cam].size(); ++i) {
+            const int32_t *r = rect.data() + i * 4;
+            const int32_t id = static_cast<int32_t>(cam * N + orders[cam][i]);
+            for (int32_t ty = r[2]; ty < r[3]; ++ty) {
+                for (int32_t tx = r[0]; tx < r[1]; ++tx) flatten_ids[cursor[ty * grid.tiles_x + tx]++] = id;
             }
         }
     }
@@ -171,7 +176,14 @@ std::vector<at::Tensor> bin_gaussians(const at::Tensor &means2d, const at::Tenso
     TORCH_CHECK(depths.sizes() == at::IntArrayRef({C, N}) && depths.is_contiguous(),
                 "depths must be contiguous [C, N], got ", depths.sizes());
     TORCH_CHECK(depths.scalar_type() == means2d.scalar_type(), "depths must share the dtype");
-    check_inputs(means2d, conics, opacities.unsqueeze(-1).contiguous(), opacities, c10::nullopt);
+    TORCH_CHECK(conics.sizes() == at::IntArrayRef({C, N, 3}) && conics.is_contiguous() &&
+                    conics.scalar_type() == means2d.scalar_type(),
+                "conics must be contiguous [C, N, 3], got ", conics.sizes());
+    TORCH_CHECK(opacities.sizes() == at::IntArrayRef({C, N}) && opacities.is_contiguous() &&
+                    opacities.scalar_type() == means2d.scalar_type(),
+                "opacities must be contiguous [C, N], got ", opacities.sizes());
+    TORCH_CHECK(means2d.is_contiguous(), "means2d must be contiguous");
+    TORCH_CHECK(C * N < std::numeric_limits<int32_t>::max(), "C * N must fit in int32, got ", C * N);
     TileGrid grid(C, N, width, height);
     auto int_opts = means2d.options().dtype(at::kLong);
     at::Tensor offsets = at::zeros({C * grid.n_tiles + 1}, int_opts);
