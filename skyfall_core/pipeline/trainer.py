@@ -163,6 +163,8 @@ class SplatTrainer:
     # ----------------------------------------------------------------------- checkpoints
     def save(self, path: Path, extra: dict[str, Any] | None = None) -> None:
         tensors = {f"appearance.{k}": v for k, v in self.appearance.state_dict().items()}
+        for i, st in self.app_optimizer.state_dict()["state"].items():  # Adam moments of the appearance MLP
+            tensors.update({f"appopt.{i}.{k}": torch.as_tensor(v) for k, v in st.items()})
         save_checkpoint(path, self.model, {**tensors, "step": self.step, "last_reset": self.last_reset,
                                            **(extra or {})}, optimizers=self.optimizers)
 
@@ -179,6 +181,12 @@ class SplatTrainer:
                                             if k.startswith("appearance.")})
         if restore_optim:
             restore_optimizers(path, model, trainer.optimizers)
+            sd = trainer.app_optimizer.state_dict()
+            for key, value in extra.items():
+                if key.startswith("appopt."):
+                    _, i, name = key.split(".", 2)
+                    sd["state"].setdefault(int(i), {})[name] = value
+            trainer.app_optimizer.load_state_dict(sd)
         trainer.step = int(extra.get("step", 0))
         trainer.last_reset = int(extra.get("last_reset", -10 ** 9))
         return trainer, extra
