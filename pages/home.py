@@ -27,7 +27,7 @@ except SkyfallError as exc:
     st.error(exc.message)
     rows = []
 if rows:
-    st.dataframe(rows, hide_index=True, use_container_width=True)
+    st.dataframe(rows, hide_index=True, width="stretch")
 else:
     st.info("No scenes found yet. The bundled sample lives in `sample_aoi/scenes`; add your own "
             "folders under `[catalog] folders` in config.toml.")

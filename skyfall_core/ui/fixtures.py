@@ -18,6 +18,8 @@ import numpy as np
 
 from skyfall_core.atomic import write_json
 
+DEFAULT_AOI = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [[
+    [-95.93925, 41.25755], [-95.93675, 41.25755], [-95.93675, 41.25945], [-95.93925, 41.25945], [-95.93925, 41.25755]]]}}
 SPLAT_DTYPE = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
 
 
@@ -91,7 +93,7 @@ def fabricate_job(workspace: Path, job_id: str, *, config: dict[str, Any], prese
                           "description": "hole filling + colour matching + unsharp mask", "model": None}
     write_json(folder / "job.json", {
         "id": job_id, "name": name or job_id, "created": datetime.now(timezone.utc).isoformat(),
-        "aoi": aoi, "scenes": [], "preset": preset, "config": cfg,
+        "aoi": aoi or DEFAULT_AOI, "scenes": [], "preset": preset, "config": cfg,
         "overrides": {"stage2.elevations_deg": list(elevations)}, "parent": parent,
         "versions": {"skyfall_core": "test"}, "refiner": refiner, "warnings": []})
     t = time.time() - 100
@@ -148,9 +150,9 @@ def fabricate_job(workspace: Path, job_id: str, *, config: dict[str, Any], prese
 
 def _write_dsm(path: Path) -> None:
     import rasterio
-    from rasterio.transform import from_origin
+    from affine import Affine
 
     z = (300 + np.random.default_rng(0).normal(0, 5, (32, 32))).astype(np.float32)
     with rasterio.open(path, "w", driver="GTiff", width=32, height=32, count=1, dtype="float32",
-                       crs="EPSG:32615", transform=from_origin(257000, 4571000, 5, 5), nodata=-9999) as ds:
+                       crs="EPSG:32615", transform=Affine(5.0, 0.0, 257000.0, 0.0, -5.0, 4571000.0), nodata=-9999) as ds:
         ds.write(z, 1)

@@ -1,0 +1,141 @@
+"""Reconstruct: preset, key settings and elevation schedule, model availability, start, live progress."""
+
+import json
+
+import streamlit as st
+
+from skyfall_core.errors import SkyfallError
+from skyfall_core.geo.aoi import select_usable
+from skyfall_core.ui.draft import load_draft
+from skyfall_core.ui.jobs import check_overrides
+from skyfall_core.ui.models import refiner_gpu_gb
+from skyfall_core.ui.reconstruct import KEY_SETTINGS, FormValues, build_overrides, get_dotted, schedule_rows
+from skyfall_core.ui.state import catalog_scenes, get_config, get_device, get_jobs, load_draft_aoi, model_status_cached
+from skyfall_core.ui.widgets import live_progress
+
+cfg = get_config()
+jobs = get_jobs()
+st.title("⚙️ Reconstruct")
+
+draft = load_draft(cfg.workspace_root)
+aoi, aoi_error = load_draft_aoi()
+ready = True
+c1, c2 = st.columns(2)
+with c1:
+    if aoi is None:
+        st.warning(aoi_error or "No AOI yet.")
+        st.page_link("pages/area.py", label="Set the AOI on the Area page", icon="🗺️")
+        ready = False
+    else:
+        st.success(f"AOI: {aoi.area_m2 / 1e4:,.2f} ha around {aoi.centre[1]:.5f}, {aoi.centre[0]:.5f}")
+with c2:
+    if len(draft.scenes) < cfg.aoi.min_views:
+        st.warning(f"{len(draft.scenes)} scene(s) chosen; at least {cfg.aoi.min_views} are needed.")
+        st.page_link("pages/scenes.py", label="Choose scenes on the Scenes page", icon="🛰️")
+        ready = False
+    else:
+        st.success(f"{len(draft.scenes)} scenes chosen")
+
+presets = sorted(cfg.presets)
+if not presets:
+    st.error(f"{cfg.source}: no presets defined. Fix: add [presets.preview] (see the shipped config.toml).")
+    st.stop()
+default_preset = "preview" if "preview" in presets else presets[0]
+left, right = st.columns([3, 2], gap="large")
+with left:
+    preset = st.selectbox("Preset", presets, index=presets.index(default_preset), key="preset")
+    pdict = cfg.resolved(preset)["presets"][preset]
+    st.caption(pdict.get("description") or "")
+    name = st.text_input("Job name", value=f"{preset} run", key="job_name")
+    values = {}
+    cols = st.columns(3)
+    for i, (key, label, help_text) in enumerate(KEY_SETTINGS):
+        default = get_dotted(pdict, key)
+        with cols[i % 3]:
+            if isinstance(default, float):
+                values[key] = float(st.number_input(label, value=default, min_value=0.0, step=0.1, help=help_text,
+                                                    key=f"{preset}:{key}"))
+            else:
+                values[key] = int(st.number_input(label, value=int(default), min_value=1, step=1, help=help_text,
+                                                  key=f"{preset}:{key}"))
+    st.markdown("**Refiner** (stage 2)")
+    r1, r2, r3 = st.columns([1, 2, 1])
+    refiners = ["flowedit", "sdedit", "classical"]
+    values["stage2.refiner"] = r1.selectbox("Refiner", refiners, index=refiners.index(pdict["stage2"]["refiner"]),
+                                            key=f"{preset}:refiner",
+                                            help="flowedit: FLUX.1-dev/SD3 (the paper); sdedit: any img2img "
+                                                 "checkpoint; classical: no model, NOT diffusion")
+    values["stage2.refiner_model"] = r2.text_input("Refiner model (hub id or local folder)",
+                                                   value=pdict["stage2"]["refiner_model"], key=f"{preset}:model",
+                                                   disabled=values["stage2.refiner"] == "classical")
+    offloads = ["none", "model", "sequential"]
+    values["stage2.offload"] = r3.selectbox("CPU offload", offloads, index=offloads.index(pdict["stage2"]["offload"]),
+                                            key=f"{preset}:offload")
+    st.markdown("**Elevation schedule** — one row per refinement round, from high to low")
+    rows = st.data_editor(schedule_rows(pdict["stage2"]), num_rows="dynamic", key=f"{preset}:schedule",
+                          width="stretch", column_config={
+                              "elevation_deg": st.column_config.NumberColumn("Elevation (°)", min_value=1.0,
+                                                                             max_value=90.0, step=1.0),
+                              "radius_m": st.column_config.NumberColumn("Orbit radius (m)", min_value=1.0, step=5.0)})
+    advanced = st.text_area("Advanced overrides (JSON of dotted keys)", key=f"{preset}:advanced",
+                            placeholder='{"stage2.fov_deg": 50, "stage1.max_gaussians": 50000}', height=80)
+
+with right:
+    st.markdown("**Models and device**")
+    dev = get_device()
+    st.markdown(f"Device: **{dev.name}**" + (f" · {dev.memory_gb:.0f} GB" if dev.memory_gb else ""))
+    refiner = values["stage2.refiner"]
+    if refiner == "classical":
+        st.info("Classical refiner: hole filling, colour matching and sharpening — **not a diffusion model**; "
+                "results are far below the paper's. Use flowedit with FLUX.1-dev on a GPU for Skyfall-GS proper.")
+    else:
+        ms = model_status_cached(values["stage2.refiner_model"])
+        need = refiner_gpu_gb(refiner, values["stage2.refiner_model"], values["stage2.offload"])
+        (st.success if ms.available else st.warning)(
+            f"Refiner model `{ms.model_id}`: {'found — ' + ms.where if ms.available else ms.where}")
+        if need is not None:
+            have = dev.memory_gb
+            msg = f"Needs ~{need:g} GB of GPU memory with offload '{values['stage2.offload']}'"
+            if have is None:
+                st.warning(msg + " — no GPU here: it would run on the CPU (very slow).")
+            elif have < need:
+                st.warning(msg + f" — this GPU has {have:.0f} GB: choose offload 'sequential'.")
+            else:
+                st.caption(msg + ".")
+        if not ms.available and cfg.presets[preset].stage2.fallback_to_classical:
+            st.caption("Without the weights the job falls back to the classical refiner and says so.")
+    depth_w = values["stage1.depth_prior_weight"]
+    if depth_w > 0:
+        ds = model_status_cached(pdict["stage1"]["depth_model"])
+        (st.success if ds.available else st.warning)(
+            f"Depth model `{ds.model_id}`: {'found — ' + ds.where if ds.available else ds.where}")
+    try:
+        overrides = build_overrides(pdict, FormValues(values, rows, advanced))
+        check_overrides(cfg, preset, overrides)
+        overrides_error = None
+    except SkyfallError as exc:
+        overrides, overrides_error = {}, exc.message
+    st.markdown("**Overrides of the preset**")
+    if overrides_error:
+        st.error(overrides_error)
+    else:
+        st.code(json.dumps(overrides, indent=1) if overrides else "(none: the preset as is)", language="json")
+    start = st.button("🚀 Start reconstruction", type="primary", width="stretch",
+                      disabled=not ready or overrides_error is not None)
+    if start:
+        try:
+            scenes = [s for s in catalog_scenes() if str(s.path) in set(draft.scenes)]
+            usable = select_usable(aoi, scenes, cfg.aoi.min_coverage, cfg.aoi.min_views)
+            job_id = jobs.submit(name, draft.aoi, [str(s.path) for s in usable], preset, overrides)
+        except SkyfallError as exc:
+            st.error(exc.message)
+        else:
+            st.session_state["job_id"] = job_id
+            st.toast(f"Started job {job_id}")
+            st.rerun()
+
+job_id = st.session_state.get("job_id")
+if job_id and job_id in jobs.ids():
+    st.divider()
+    st.subheader("Progress")
+    live_progress(job_id, key="reconstruct")

@@ -1,0 +1,79 @@
+"""Rounds: what the refiner changed in every stage-2 round (before/after renders per camera)."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from skyfall_core.errors import SkyfallError
+from skyfall_core.ui.components import before_after_html
+from skyfall_core.ui.imagery import data_url
+from skyfall_core.ui.jobs import list_rounds
+from skyfall_core.ui.outputs import camera_list, camera_summary, refiner_label
+from skyfall_core.ui.state import get_jobs, image_thumb
+from skyfall_core.ui.widgets import job_picker
+
+st.title("🔁 Refinement rounds")
+jobs = get_jobs()
+job_id = job_picker(only_with="rounds", key="rounds_job")
+if job_id is None:
+    st.info("No job has finished a refinement round yet. Start one on the **Reconstruct** page.")
+    st.stop()
+try:
+    info = jobs.info(job_id)
+except SkyfallError as exc:
+    st.error(exc.message)
+    st.stop()
+
+label, diffusion = refiner_label(info.refiner, info.stage2.get("refiner"))
+(st.info if diffusion is False else st.caption)(f"Refiner: **{label}**" + (
+    " — these 'after' images come from simple image filters, not from a diffusion model." if diffusion is False else ""))
+
+rounds = list_rounds(info.dir)
+if not rounds:
+    st.info("No round folders yet.")
+    st.stop()
+
+
+def thumb_url(path: Path | None, size: int) -> str | None:
+    if path is None:
+        return None
+    return data_url(image_thumb(str(path), path.stat().st_mtime_ns, size), "image/jpeg")
+
+
+tabs = st.tabs([f"Round {r.index + 1} · {r.elevation:g}°" for r in rounds])
+for r, tab in zip(rounds, tabs, strict=True):
+    with tab:
+        cams = camera_list(r.cameras)
+        a, b, c = st.columns(3)
+        a.metric("Elevation", f"{r.elevation:g}°")
+        b.metric("Views", len(r.pairs))
+        c.metric("Cameras", len(cams) if cams else "–")
+        if not r.pairs:
+            st.info("This round has no images yet.")
+            continue
+        view = st.select_slider("View", options=list(range(len(r.pairs))), key=f"view_{job_id}_{r.index}",
+                                format_func=lambda i: f"{i:03d}") if len(r.pairs) > 1 else 0
+        before, after = r.pairs[view]
+        left, right = st.columns([3, 1], gap="medium")
+        with left:
+            if before is not None and after is not None:
+                import cv2
+
+                h, w = cv2.imread(str(after)).shape[:2]
+                st.iframe(before_after_html(thumb_url(before, 768), thumb_url(after, 768), width=w, height=h,
+                                            before_label="before: render", after_label="after: refined"),
+                          height=540)
+            else:
+                st.warning("Only one of the pair exists for this view.")
+                st.image(str(before or after))
+        with right:
+            st.markdown("**Camera**")
+            if view < len(cams):
+                st.json(camera_summary(cams[view]), expanded=True)
+            else:
+                st.caption("no cameras.json entry")
+        with st.expander("All views of this round (after)"):
+            cols = st.columns(6)
+            for i, (_, aft) in enumerate(r.pairs):
+                if aft is not None:
+                    cols[i % 6].image(image_thumb(str(aft), aft.stat().st_mtime_ns, 256), caption=f"{i:03d}")

@@ -1,0 +1,51 @@
+"""Share: a job's splat as ONE self-contained HTML file (viewer + data inlined) that opens from disk."""
+
+import streamlit as st
+
+from skyfall_core.errors import SkyfallError
+from skyfall_core.geo.aoi import load_aoi
+from skyfall_core.ui.components import default_camera
+from skyfall_core.ui.jobs import web_splat
+from skyfall_core.ui.share import ShareCamera, share_html, splat_format
+from skyfall_core.ui.state import get_config, get_jobs
+from skyfall_core.ui.widgets import job_picker
+
+st.title("📤 Share")
+st.caption("One HTML file with the viewer and the splat inside: e-mail it or put it on a share; it opens in "
+           "any modern browser from disk, offline, with no server.")
+cfg = get_config()
+jobs = get_jobs()
+job_id = job_picker(only_with="final", key="share_job")
+if job_id is None:
+    st.info("No job has exported a splat yet.")
+    st.stop()
+try:
+    info = jobs.info(job_id)
+except SkyfallError as exc:
+    st.error(exc.message)
+    st.stop()
+splat = web_splat(info.dir)
+if splat is None:
+    st.warning("This job has no splat in final/.")
+    st.stop()
+title = st.text_input("Title", value=info.name)
+size = splat[0].stat().st_size
+st.markdown(f"Splat: `{splat[0].name}` · {size / 2**20:,.1f} MiB → HTML ≈ {size * 4 / 3 / 2**20 + 0.8:,.1f} MiB")
+
+
+def build() -> bytes:
+    area = None
+    if info.aoi:
+        try:
+            area = load_aoi(info.aoi, cfg.aoi).area_m2
+        except SkyfallError:
+            area = None
+    pos, look = default_camera(area)
+    meta = {"job": job_id, "preset": info.preset, "created": info.created[:19],
+            "frame": "local ENU metres, z up"}
+    return share_html(splat[0].read_bytes(), splat_format(splat[0]), title=title,
+                      camera=ShareCamera(tuple(pos), tuple(look)), meta=meta).encode("utf-8")
+
+
+st.download_button("⬇ Download the self-contained HTML", data=build, file_name=f"{job_id}_splat.html",
+                   mime="text/html", type="primary")

@@ -1,0 +1,77 @@
+"""Viewer: the final splat in the page (vendored WebGL viewer, z up), and the downloads."""
+
+import json
+
+import streamlit as st
+
+from skyfall_core.errors import SkyfallError
+from skyfall_core.geo.aoi import load_aoi
+from skyfall_core.ui.components import default_camera, viewer_html
+from skyfall_core.ui.jobs import FINAL_FILES, final_outputs, web_splat
+from skyfall_core.ui.outputs import rounds_zip
+from skyfall_core.ui.state import get_config, get_jobs
+from skyfall_core.ui.static import publish_job_file
+from skyfall_core.ui.widgets import job_picker
+
+st.title("🧊 3D viewer")
+cfg = get_config()
+jobs = get_jobs()
+job_id = job_picker(only_with="final", key="viewer_job")
+if job_id is None:
+    st.info("No job has exported a splat yet. Finished jobs appear here.")
+    st.stop()
+try:
+    info = jobs.info(job_id)
+except SkyfallError as exc:
+    st.error(exc.message)
+    st.stop()
+
+outs = final_outputs(info.dir)
+splat = web_splat(info.dir)
+view_col, side = st.columns([4, 1], gap="medium")
+with view_col:
+    if splat is None:
+        st.warning("This job has no splat in final/ yet.")
+    else:
+        try:
+            url = publish_job_file(job_id, splat[0])
+        except SkyfallError as exc:
+            st.error(exc.message)
+        else:
+            area = None
+            if info.aoi:
+                try:
+                    area = load_aoi(info.aoi, cfg.aoi).area_m2
+                except SkyfallError:
+                    area = None
+            position, look_at = default_camera(area)
+            st.iframe(viewer_html(url, splat[1], position=position, look_at=look_at, height=640), height=650)
+            st.caption(f"{splat[0].name} · {splat[0].stat().st_size / 2**20:,.1f} MiB · local ENU metres, z up, "
+                       "origin at the AOI centre on the ground. Drag: orbit · right-drag: pan · wheel: zoom · "
+                       "W/A/S/D/Q/E: fly · R: reset.")
+
+with side:
+    st.markdown("**Downloads**")
+    for key, path in outs.items():
+        if key == "preview":
+            continue
+        name, label, mime = FINAL_FILES[key]
+        st.download_button(f"⬇ {label}", data=lambda p=path: p.read_bytes(), file_name=f"{job_id}_{name}",
+                           mime=mime, key=f"dl_{key}", width="stretch",
+                           help=f"{path.stat().st_size / 2**20:,.1f} MiB")
+    if (info.dir / "rounds").is_dir():
+        st.download_button("⬇ Before/after images (zip)", data=lambda: rounds_zip(info.dir),
+                           file_name=f"{job_id}_rounds.zip", mime="application/zip", key="dl_rounds",
+                           width="stretch")
+    if "georef" in outs:
+        try:
+            georef = json.loads(outs["georef"].read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            st.error(f"{outs['georef']}: unreadable ({exc})")
+        else:
+            st.markdown("**Georeference**")
+            st.json(georef, expanded=False)
+    if "dsm" in outs:
+        st.caption("The DSM GeoTIFF opens in QGIS in place (its CRS and transform are set).")
+    if "preview" in outs:
+        st.image(str(outs["preview"]), caption="preview.png")

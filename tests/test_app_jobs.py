@@ -1,0 +1,117 @@
+"""What the pages read from job folders: progress from events, rounds, outputs, overrides, cameras."""
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from skyfall_core.config import config_from_dict, load_config
+from skyfall_core.errors import SkyfallError
+from skyfall_core.ui.fixtures import fabricate_job
+from skyfall_core.ui.jobs import (Jobs, check_overrides, final_outputs, list_rounds, read_job, summarise_events,
+                                  web_splat)
+from skyfall_core.ui.outputs import camera_list, camera_summary, refiner_label, rounds_zip, timing_table
+from skyfall_core.ui.reconstruct import FormValues, build_overrides, parse_advanced, schedule_from_rows, schedule_rows
+
+
+@pytest.fixture()
+def cfg(tmp_path):
+    base = load_config()
+    data = base.model_dump(mode="json")
+    data.pop("source")
+    data["workspace"]["root"] = str(tmp_path / "ws")
+    return config_from_dict(data, source=tmp_path / "config.toml")
+
+
+def test_summarise_events_stages_eta_and_losses():
+    ev = [{"t": 1, "kind": "status", "status": "running"},
+          {"t": 2, "kind": "stage", "stage": "scene", "state": "start"},
+          {"t": 3, "kind": "stage", "stage": "scene", "state": "done"},
+          {"t": 4, "kind": "stage", "stage": "stage1", "state": "start"},
+          {"t": 5, "kind": "progress", "stage": "stage1", "step": 50, "total": 100, "losses": {"loss": 0.5, "l1": 0.4},
+           "seconds": 10.0},
+          {"t": 6, "kind": "warning", "text": "w1"}]
+    p = summarise_events(ev, rounds_total=2, elevations=[85, 60])
+    assert p.status == "running" and p.current == "stage1"
+    assert [s.state for s in p.stages] == ["done", "running", "pending", "pending", "pending"]
+    assert p.stages[2].label == "Round 1 · 85° elevation"
+    assert p.eta_s == pytest.approx(10.0)  # 50 steps in 10 s, 50 left
+    assert p.fraction == pytest.approx(0.05 + 0.35 * 0.5)
+    assert p.losses[-1]["loss"] == 0.5 and p.losses[-1]["x"] == 50 and p.warnings == ("w1",)
+    ev += [{"t": 7, "kind": "stage", "stage": "stage1", "state": "done"},
+           {"t": 8, "kind": "stage", "stage": "round", "state": "start", "round": 0, "elevation": 85},
+           {"t": 9, "kind": "progress", "stage": "round", "round": 0, "elevation": 85, "step": 5, "total": 10,
+            "losses": {"loss": 0.1}, "seconds": 1.0}]
+    p = summarise_events(ev, 2, [85, 60], status="cancelling")
+    assert p.status == "cancelling" and p.round == 0 and p.elevation == 85
+    assert p.losses[-1]["x"] == 100 + 5  # cumulative over stages
+    done = summarise_events(ev + [{"t": 10, "kind": "status", "status": "failed", "text": "boom"}], 2, [85, 60])
+    assert done.status == "failed" and done.error == "boom"
+
+
+def test_fabricated_job_reads_back_through_the_contract(cfg, tmp_path):
+    aoi = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [
+        [[-95.939, 41.2575], [-95.9367, 41.2575], [-95.9367, 41.2594], [-95.939, 41.2594], [-95.939, 41.2575]]]}}
+    folder = fabricate_job(cfg.workspace_root, "job-a", config=cfg.resolved("preview"), aoi=aoi, elevations=[85, 60])
+    spec = read_job(folder)
+    assert spec.elevations == [85.0, 60.0] and spec.refiner["is_diffusion"] is False
+    rounds = list_rounds(folder)
+    assert [(r.index, r.elevation, len(r.pairs)) for r in rounds] == [(0, 85.0, 4), (1, 60.0, 4)]
+    assert all(b is not None and a is not None for r in rounds for b, a in r.pairs)
+    outs = final_outputs(folder)
+    assert set(outs) == {"splat", "georef", "preview", "dsm"} and web_splat(folder) == (outs["splat"], "splat")
+    cams = camera_list(rounds[0].cameras)
+    s = camera_summary(cams[1])  # elevation 85 deg, azimuth 90 deg (east), radius 250
+    assert s["look_down_deg"] == pytest.approx(85.0, abs=0.1) and s["size_px"] == "96×96"
+    assert s["azimuth_deg"] == pytest.approx(270.0, abs=0.1)  # looks back west, towards the centre
+    assert np.hypot(*s["position_m"][:2]) == pytest.approx(250 * np.cos(np.radians(85)), abs=0.2)
+    assert s["fov_x_deg"] == pytest.approx(60.0, abs=0.1)
+    names = zipfile.ZipFile(io.BytesIO(rounds_zip(folder))).namelist()
+    assert "rounds/0_e85/before/000.png" in names and "rounds/1_e60/cameras.json" in names and len(names) == 18
+    assert refiner_label(spec.refiner)[0].endswith("classical, not diffusion")
+    assert refiner_label(None, "flowedit")[1] is True
+
+
+def test_jobs_facade_lists_progresses_and_deletes_with_the_job_manager(cfg):
+    ws = cfg.workspace_root
+    fabricate_job(ws, "20260101-000000-a", config=cfg.resolved("preview"), elevations=[85, 60])
+    fabricate_job(ws, "20260101-000100-b", config=cfg.resolved("preview"), elevations=[85, 70, 55], status="failed",
+                  rounds_done=1, with_final=False)
+    jobs = Jobs(cfg)
+    assert jobs.ids() == ["20260101-000100-b", "20260101-000000-a"]  # newest first
+    a, b = jobs.progress("20260101-000000-a"), jobs.progress("20260101-000100-b")
+    assert a.status == "done" and a.fraction == 1.0 and len(a.timings) == 3
+    assert b.status == "failed" and [s.state for s in b.stages].count("done") == 3  # scene, stage1, round 0
+    assert {r["stage"] for r in timing_table("a", a.timings)} == {"stage1", "round 1", "round 2"}
+    assert "[stage]" in jobs.log_tail("20260101-000000-a")
+    with pytest.raises(SkyfallError):
+        jobs.info("../etc")
+    jobs.delete("20260101-000100-b")
+    assert jobs.ids() == ["20260101-000000-a"] and not (ws / "jobs" / "20260101-000100-b").exists()
+
+
+def test_overrides_from_the_form(cfg):
+    preset = cfg.resolved("preview")["presets"]["preview"]
+    rows = schedule_rows(preset["stage2"])
+    same = FormValues({"stage1.iterations": preset["stage1"]["iterations"]}, rows)
+    assert build_overrides(preset, same) == {}
+    changed = FormValues({"stage1.iterations": 30, "stage2.refiner": "classical"},
+                         [{"elevation_deg": 80, "radius_m": 300}, {"elevation_deg": None, "radius_m": None},
+                          {"elevation_deg": 50.0, "radius_m": 260}],
+                         advanced='{"cameras.max_image_size": 128}')
+    ov = build_overrides(preset, changed)
+    assert ov == {"stage1.iterations": 30, "stage2.elevations_deg": [80.0, 50.0], "stage2.radii_m": [300.0, 260.0],
+                  "cameras.max_image_size": 128}
+    job_cfg = check_overrides(cfg, "preview", ov)
+    assert job_cfg["presets"]["preview"]["stage2"]["elevations_deg"] == [80.0, 50.0]
+    with pytest.raises(SkyfallError):
+        check_overrides(cfg, "preview", {"stage2.no_such_key": 1})
+    with pytest.raises(SkyfallError, match="outside"):
+        schedule_from_rows([{"elevation_deg": 95, "radius_m": 10}])
+    with pytest.raises(SkyfallError, match="empty"):
+        schedule_from_rows([{"elevation_deg": None, "radius_m": None}])
+    with pytest.raises(SkyfallError, match="JSON"):
+        parse_advanced("{not json")
+    assert parse_advanced("  ") == {}

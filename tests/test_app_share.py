@@ -1,0 +1,107 @@
+"""The self-contained share HTML, the vendored browser files, and maps that load nothing from CDNs."""
+
+import hashlib
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skyfall_core.ui.fixtures import SPLAT_DTYPE, synthetic_splat
+from skyfall_core.ui.share import ShareCamera, ShareError, export_share, inline_script, read_share, share_html
+from skyfall_core.ui.static import STATIC_ROOT
+
+VENDOR = STATIC_ROOT / "vendor"
+
+
+class _Scripts(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.scripts, self._cur, self.external = [], None, []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "script":
+            if a.get("src"):
+                self.external.append(a["src"])
+            self._cur = [a, ""]
+        if tag == "link" and a.get("href"):
+            self.external.append(a["href"])
+
+    def handle_data(self, data):
+        if self._cur is not None:
+            self._cur[1] += data
+
+    def handle_endtag(self, tag):
+        if tag == "script" and self._cur is not None:
+            self.scripts.append(tuple(self._cur))
+            self._cur = None
+
+
+def test_share_html_round_trips_the_splat_and_needs_no_network(tmp_path):
+    splat = synthetic_splat(n=500, seed=3)
+    src = tmp_path / "scene.splat"
+    src.write_bytes(splat)
+    out = export_share(src, tmp_path / "share.html", title="Test <city>", camera=ShareCamera((0, -200, 150)),
+                       meta={"job": "j1"})
+    text = out.read_text(encoding="utf-8")
+    data, fmt = read_share(text)
+    assert data == splat and fmt == "splat"
+    rec = np.frombuffer(data, SPLAT_DTYPE)
+    assert len(rec) == 500 and np.isfinite(rec["position"]).all()
+    p = _Scripts()
+    p.feed(text)
+    assert p.external == []  # nothing to fetch: the file opens from disk
+    kinds = [a.get("type") for a, _ in p.scripts]
+    assert kinds == ["application/octet-stream", None, None]
+    bundle = p.scripts[1][1]
+    assert "SkyfallViewer" in bundle and len(bundle) > 100_000  # the vendored viewer, inlined
+    boot = p.scripts[2][1]
+    assert '"format": "splat"' in boot and "[0, -200, 150]" in boot.replace(".0", "")
+    assert "Test &lt;city&gt;" in text
+
+
+def test_inline_script_cannot_close_the_script_element():
+    js = 'var s = "</script><script>alert(1)</script>"; // <!-- x'
+    safe = inline_script(js)
+    assert "</script" not in safe.lower() and "<!--" not in safe
+    assert safe.replace("<\\/", "</").replace("<\\!--", "<!--") == js
+
+
+def test_share_rejects_unknown_formats_and_oversize(tmp_path):
+    with pytest.raises(ShareError):
+        share_html(b"x", "obj", title="t", camera=ShareCamera((0, 0, 1)), viewer_js="")
+    bad = tmp_path / "scene.obj"
+    bad.write_bytes(b"x")
+    with pytest.raises(ShareError, match="not a .splat"):
+        export_share(bad, tmp_path / "o.html", title="t", camera=ShareCamera((0, 0, 1)))
+    with pytest.raises(ShareError, match="tampered|no embedded"):
+        read_share("<html><body>nothing</body></html>")
+
+
+def test_vendored_files_match_their_manifest():
+    manifest = json.loads((VENDOR / "VERSIONS.json").read_text())
+    assert manifest["versions"]["leaflet"] == "1.9.4" and manifest["versions"]["leaflet-draw"] == "1.0.4"
+    for rel, meta in manifest["files"].items():
+        blob = (VENDOR / rel).read_bytes()
+        assert len(blob) == meta["bytes"], rel
+        assert hashlib.sha256(blob).hexdigest() == meta["sha256"], rel
+
+
+def test_maps_load_scripts_only_from_the_app():
+    from skyfall_core.ui.maps import Footprint, Overlay, all_script_urls, build_map
+
+    ring = [[-95.939, 41.257], [-95.936, 41.257], [-95.936, 41.259], [-95.939, 41.259], [-95.939, 41.257]]
+    geom = {"type": "Polygon", "coordinates": [ring]}
+    m = build_map(center=(41.258, -95.9375), zoom=16, basemap="None (offline)", aoi={"type": "Feature", "geometry": geom},
+                  footprints=[Footprint("s1", geom, "s1")], overlays=[Overlay("/app/static/_cache/x.png",
+                                                                              (-95.94, 41.25, -95.93, 41.26), "img")],
+                  draw=True, fit=(-95.94, 41.25, -95.93, 41.26))
+    urls = all_script_urls(m)
+    assert urls and all(u.startswith("/app/static/vendor/") for u in urls)
+    for u in urls:
+        assert (VENDOR / u.split("/app/static/vendor/", 1)[1]).is_file(), u
+    html = m.get_root().render()
+    assert "https://" not in html.replace("https://leafletjs.com", "")  # offline basemap: no tile URL either
+    assert "/app/static/_cache/x.png" in html
