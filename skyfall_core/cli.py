@@ -247,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_bench)
 
+    from skyfall_core.jobs.cli import add_jobs_parser
+
+    add_jobs_parser(sub)
+
     s = sub.add_parser("serve", help="start the web app (Streamlit) on the configured address")
     s.add_argument("--port", type=int)
     s.set_defaults(func=cmd_serve)

@@ -14,8 +14,17 @@ def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 def test_help_lists_the_commands():
     r = _cli("--help")
     assert r.returncode == 0
-    for cmd in ("scenes", "cameras", "config", "sample", "bench", "serve"):
+    for cmd in ("scenes", "cameras", "config", "reconstruct", "run", "eval", "jobs", "sample", "bench", "serve"):
         assert cmd in r.stdout
+
+
+def test_jobs_list_json_on_an_empty_workspace(tmp_path):
+    text = (REPO / "config.toml").read_text().replace('root = "workspace"', f'root = "{tmp_path / "ws"}"', 1)
+    (tmp_path / "config.toml").write_text(text)
+    r = _cli("--config", str(tmp_path / "config.toml"), "jobs", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == []
+    assert (tmp_path / "ws" / "jobs.sqlite").is_file()
 
 
 def test_scenes_json_lists_the_17_jax_views(jax_dir):
