@@ -3,7 +3,7 @@ import torch
 
 from skyfall_core.pipeline.appearance import AppearanceModel
 from skyfall_core.pipeline.losses import (opacity_entropy, pearson_depth_loss, photometric_loss, psnr,
-                                          ssim_map)
+                                          ssim_map, ssim_map_reference)
 
 
 def test_ssim_is_one_for_identical_and_lower_for_noise():
@@ -72,3 +72,21 @@ def test_separable_ssim_equals_the_2d_window_reference():
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     ref = (((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))).mean(0)
     torch.testing.assert_close(ssim_map(a, b), ref)
+    torch.testing.assert_close(ssim_map_reference(a, b), ref)
+
+
+def test_fused_cpu_ssim_matches_autograd_in_value_and_gradient():
+    g = torch.Generator().manual_seed(5)
+    a = torch.rand(17, 29, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.rand(17, 29, 3, generator=g, dtype=torch.float64)
+    weights = torch.rand(17, 29, generator=g, dtype=torch.float64)
+    fused, ref = ssim_map(a, b), ssim_map_reference(a, b)
+    assert fused.grad_fn is not None and "Fused" in type(fused.grad_fn).__name__
+    torch.testing.assert_close(fused, ref, rtol=1e-12, atol=1e-12)
+    (g_fused,) = torch.autograd.grad((fused * weights).sum(), a)
+    (g_ref,) = torch.autograd.grad((ref * weights).sum(), a)
+    torch.testing.assert_close(g_fused, g_ref, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: ssim_map(t, b[:9, :11]), (a[:9, :11].detach().requires_grad_(),))
+    # float32 training images: same to float precision
+    a32 = a.detach().float().requires_grad_()
+    torch.testing.assert_close(ssim_map(a32, b.float()), ssim_map_reference(a32, b.float()), rtol=0, atol=1e-5)

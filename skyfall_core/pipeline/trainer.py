@@ -77,8 +77,8 @@ class SplatTrainer:
             model.params[APP_FEATURES] = torch.nn.Parameter(self.appearance.init_features(model.num_gaussians))
         self.optimizers = model.create_optimizers(scene_scale=scene_scale)
         self.optimizers[APP_FEATURES] = torch.optim.Adam(
-            [{"params": [model.params[APP_FEATURES]], "lr": 2.5e-3, "name": APP_FEATURES}], eps=1e-15)
-        self.app_optimizer = torch.optim.Adam(self.appearance.parameters(), lr=1e-3)
+            [{"params": [model.params[APP_FEATURES]], "lr": 2.5e-3, "name": APP_FEATURES}], eps=1e-15, fused=True)
+        self.app_optimizer = torch.optim.Adam(self.appearance.parameters(), lr=1e-3, fused=True)
         self.means_lr0 = self.optimizers["means"].param_groups[0]["lr"]
         self.state = strategy.initialize_state(scene_scale=scene_scale)
         self.step = 0
