@@ -162,3 +162,36 @@ def test_fit_pinhole_tolerance_raises_a_typed_error(jax_dir):
     rpc = read_rpc(jax_dir / "images" / "JAX_068_001_RGB.tif")
     with pytest.raises(CameraFitError, match="smaller AOI"):  # 2 km x 2 km: ~2 px off
         fit_pinhole(rpc, frame, (8 * x0, 8 * x1, 8 * y0, 8 * y1, -50, 150), 800, 800, max_error_px=0.5)
+
+
+def test_render_matrices_fold_a_large_skew_into_the_view_so_the_splat_lands_where_the_camera_projects():
+    import torch
+
+    from skyfall_core.splat.render import rasterize
+
+    # JAX-like: skew ~2 % of fx and a principal point far outside the crop (cropped pushbroom view)
+    cam = make_camera(skew=-0.02 * 2.0e6, c=(3.6e4, 5.4e5), size=(160, 150))
+    K0 = cam.K.copy()
+    # aim the crop at the origin: shift the principal point so the origin projects mid-crop
+    uv0, _ = cam.project(np.zeros((1, 3)))
+    K0[0, 2] -= uv0[0, 0] - 80.0
+    K0[1, 2] -= uv0[0, 1] - 75.0
+    cam = PinholeCamera(K0, cam.w2c, 160, 150)
+    pts = np.array([[0.0, 0.0, 0.0], [12.0, -8.0, 10.0], [-10.0, 6.0, 30.0]])
+    uv, depth = cam.project(pts)
+    assert np.all((uv > 5) & (uv < 145))
+    viewmat, K = cam.render_matrices()
+    assert K[0, 1] == 0.0
+    # the unsheared camera would put the points thousands of pixels away
+    plain = cam.K.copy()
+    plain[0, 1] = 0.0
+    assert np.abs(PinholeCamera(plain, cam.w2c, 160, 150).project(pts)[0] - uv).max() > 100
+    n = len(pts)
+    _, alpha, d, info = rasterize(torch.tensor(pts, dtype=torch.float32), torch.tensor([[1.0, 0, 0, 0]] * n),
+                                  torch.full((n, 3), 0.5), torch.full((n,), 0.9), torch.rand(n, 3),
+                                  torch.tensor(viewmat, dtype=torch.float32)[None],
+                                  torch.tensor(K, dtype=torch.float32)[None], 160, 150, backend="cpu")
+    means2d = info["means2d"][0].detach().double().numpy()
+    np.testing.assert_allclose(means2d, uv + 0.5, atol=0.02)  # renderer pixel centres at +0.5
+    np.testing.assert_allclose(info["depths"][0].detach().double().numpy(), depth, rtol=1e-6)
+    assert float(alpha.max()) > 0.5

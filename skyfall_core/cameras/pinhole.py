@@ -120,6 +120,22 @@ class PinholeCamera:
         K[1, 2] += 0.5
         return K
 
+    def render_matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        """(viewmat [4, 4], K [3, 3]) for splat renderers, which read only fx, fy, cx, cy of K.
+
+        RPC-fitted cameras have a skew s (a few % of fx for off-nadir pushbroom views: thousands
+        of pixels at the image's far rows), which those renderers would drop. It is folded into
+        the view matrix as a shear of camera x, x' = x + (s / fx) y, which gives exactly
+        u = fx x'/z + cx = (fx x + s y)/z + cx with depth z untouched; EWA splatting is linear in
+        camera coordinates before the perspective divide, so the 2D covariances follow exactly.
+        Pixel centres at +0.5 as in :meth:`to_render_K`.
+        """
+        K = self.to_render_K()
+        shear = np.eye(4)
+        shear[0, 1] = K[0, 1] / K[0, 0]
+        K[0, 1] = 0.0
+        return shear @ self.w2c, K
+
     def scaled(self, factor: float) -> "PinholeCamera":
         """This camera for the image resampled by ``factor`` (as :meth:`RPCModel.scaled`):
         a pixel centre u maps to (u + 0.5) * factor - 0.5."""

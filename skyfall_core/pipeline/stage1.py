@@ -69,8 +69,8 @@ def load_scene(scene_dir: Path) -> SceneData:
         cam = PinholeCamera.from_dict(e["camera"])
         img = torch.from_numpy(_read_png(scene_dir / e["image"]).astype(np.float32) / 255.0)
         mask = torch.from_numpy(_read_png(scene_dir / e["mask"], grey=True) > 127)
-        views.append(View(e["id"], img, mask, torch.tensor(cam.w2c, dtype=torch.float32),
-                          torch.tensor(cam.to_render_K(), dtype=torch.float32), i))
+        viewmat, K = (torch.tensor(m, dtype=torch.float32) for m in cam.render_matrices())
+        views.append(View(e["id"], img, mask, viewmat, K, i))
         cams.append(cam)
         names.append(e["id"])
     tie = scene_dir / "tie_points.npz"
@@ -125,9 +125,8 @@ def pseudo_views(scene: SceneData, n: int, size: int = 128, seed: int = 0) -> li
         elev = 80.0 - 35.0 * k / max(n - 1, 1)
         cam = orbit_cameras(np.zeros(3), elev, radius, [float(rng.uniform(0, 360))], 50.0, size, size)[0]
         img = torch.zeros(size, size, 3)
-        views.append(View(f"pseudo_{k}", img, torch.ones(size, size, dtype=torch.bool),
-                          torch.tensor(cam.w2c, dtype=torch.float32),
-                          torch.tensor(cam.to_render_K(), dtype=torch.float32), None))
+        viewmat, K = (torch.tensor(m, dtype=torch.float32) for m in cam.render_matrices())
+        views.append(View(f"pseudo_{k}", img, torch.ones(size, size, dtype=torch.bool), viewmat, K, None))
     return views
 
 

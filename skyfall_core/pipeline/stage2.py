@@ -65,8 +65,8 @@ def _png(path: Path, rgb: np.ndarray) -> None:
 def _camera_view(cam: PinholeCamera, image: torch.Tensor | None = None, name: str = "") -> View:
     h, w = cam.height, cam.width
     img = image if image is not None else torch.zeros(h, w, 3)
-    return View(name, img, torch.ones(h, w, dtype=torch.bool), torch.tensor(cam.w2c, dtype=torch.float32),
-                torch.tensor(cam.to_render_K(), dtype=torch.float32), None)
+    viewmat, K = (torch.tensor(m, dtype=torch.float32) for m in cam.render_matrices())
+    return View(name, img, torch.ones(h, w, dtype=torch.bool), viewmat, K, None)
 
 
 def run_round(trainer: SplatTrainer, scene: SceneData, plan: RoundPlan, s: Stage2Settings, refiner,
