@@ -165,6 +165,22 @@ def cmd_eval_dsm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_renders(args: argparse.Namespace) -> int:
+    from skyfall_core.eval.renders import evaluate_renders
+
+    truth = Path(args.truth)
+    frame = Path(args.truth_frame) if args.truth_frame else truth.parent / "frame.json"
+    report = evaluate_renders(Path(args.job), truth, frame, save_pairs=not args.no_images)
+
+    def text(r: dict) -> str:
+        lines = [f"{r['cameras']} truth cameras ({r['truth']})", "checkpoint   PSNR dB   SSIM"]
+        lines += [f"{name:<12} {c['psnr_mean']:>7.2f}   {c['ssim_mean']:.4f}" for name, c in r["checkpoints"].items()]
+        return "\n".join(lines)
+
+    _print(report, args.json, text)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the Streamlit app bound to the configured address (127.0.0.1 by default)."""
     from skyfall_core.config import load_config
@@ -234,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-shift-m", type=float, default=2.0)
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval_dsm)
+    e = ev.add_parser("renders", help="PSNR/SSIM of every checkpoint (stage 1, each round) at truth cameras")
+    e.add_argument("--job", required=True)
+    e.add_argument("--truth", required=True, help="folder with cameras.json and truth PNGs (sample_aoi/truth/renders)")
+    e.add_argument("--truth-frame", help="frame.json of the truth cameras (default: beside --truth)")
+    e.add_argument("--no-images", action="store_true", help="do not write render|truth pairs to JOB/eval/renders")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval_renders)
 
     s = sub.add_parser("sample", help="(re)generate the bundled synthetic sample AOI")
     s.add_argument("--out", default="sample_aoi")

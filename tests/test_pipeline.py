@@ -74,6 +74,17 @@ def test_preview_job_runs_end_to_end_and_resumes_after_cancel(tmp_path, sample_d
     metrics = json.loads(r.stdout)
     assert 0 < metrics["coverage"] <= 1 and metrics["mae_m"] > 0
 
+    r = subprocess.run([sys.executable, "-m", "skyfall_core", "eval", "renders", "--job", str(job.root),
+                        "--truth", str(sample_dir / "truth" / "renders"), "--json"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert list(report["checkpoints"]) == ["stage1", "round_0", "round_1", "round_2"]
+    n_cams = len(json.loads((sample_dir / "truth" / "renders" / "cameras.json").read_text()))
+    for c in report["checkpoints"].values():
+        assert len(c["per_camera"]) == n_cams and 3 < c["psnr_mean"] < 60 and -1 < c["ssim_mean"] <= 1
+    assert len(list((job.root / "eval" / "renders").glob("round_2_*.png"))) == n_cams
+
 
 def test_cancel_file_stops_the_job_and_keeps_finished_stages(tmp_path, sample_dir):
     job = _job(tmp_path / "jobs", sample_dir)
