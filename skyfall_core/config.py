@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from skyfall_core.errors import ConfigError
+from skyfall_core.jobs.settings import JobsSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config.toml"
@@ -148,6 +149,7 @@ class Config(_Strict):
     device: DeviceConfig = DeviceConfig()
     aoi: AOIConfig = AOIConfig()
     server: ServerConfig = ServerConfig()
+    jobs: JobsSettings = JobsSettings()
     presets: dict[str, Preset] = {}
     source: Path | None = None  # the file this was read from (set by load_config)
 

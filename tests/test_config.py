@@ -21,6 +21,15 @@ def test_shipped_config_has_the_three_presets():
     assert paper.iterations_per_round == 10_000
     assert cfg.preset("preview").stage2.refiner == "classical"
     assert cfg.server.address == "127.0.0.1"
+    assert (cfg.jobs.runner, cfg.jobs.max_concurrent) == ("local", 1)
+
+
+def test_jobs_section_is_validated():
+    assert config_from_dict({"jobs": {"runner": "ray", "ray_address": "10.0.0.5:6379"}}).jobs.runner == "ray"
+    with pytest.raises(ConfigError, match=r"'jobs.runner'.*got 'slurm'"):
+        config_from_dict({"jobs": {"runner": "slurm"}})
+    with pytest.raises(ConfigError, match=r"jobs.max_concurrent"):
+        config_from_dict({"jobs": {"max_concurrent": 0}})
 
 
 def test_unknown_key_is_named():
