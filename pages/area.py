@@ -9,9 +9,12 @@ from skyfall_core.config import REPO_ROOT
 from skyfall_core.errors import SkyfallError
 from skyfall_core.geo.aoi import coverage, load_aoi
 from skyfall_core.ui.draft import load_draft, update_draft
+from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.mapdata import overlay_scene, scene_map
 from skyfall_core.ui.maps import BASEMAPS, latest_polygon, same_polygon
 from skyfall_core.ui.state import catalog_scenes, get_config, load_draft_aoi
+
+page_guard()  # when Streamlit started this file without app.py: rerun through app.py
 
 SAMPLE_AOI = REPO_ROOT / "sample_aoi" / "aoi.geojson"
 

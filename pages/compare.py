@@ -4,10 +4,13 @@ import streamlit as st
 
 from skyfall_core.errors import SkyfallError
 from skyfall_core.ui.compare import compare_rows, matching_compare_images
+from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.jobs import list_rounds
 from skyfall_core.ui.outputs import timing_table
 from skyfall_core.ui.state import get_jobs, image_thumb
 from skyfall_core.ui.widgets import job_label
+
+page_guard()  # when Streamlit started this file without app.py: rerun through app.py
 
 st.title("⚖️ Compare jobs")
 jobs = get_jobs()

@@ -3,7 +3,10 @@
 import streamlit as st
 
 from skyfall_core.errors import SkyfallError
+from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.state import catalog_rows, get_config
+
+page_guard()  # when Streamlit started this file without app.py: rerun through app.py
 
 st.title("🛰️ Skyfall Studio")
 st.markdown(

@@ -3,10 +3,13 @@
 import streamlit as st
 
 from skyfall_core.errors import SkyfallError
+from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.jobs import ACTIVE, age_text
 from skyfall_core.ui.state import get_jobs
 from skyfall_core.ui.static import unpublish_job
 from skyfall_core.ui.widgets import job_picker, live_progress, status_text
+
+page_guard()  # when Streamlit started this file without app.py: rerun through app.py
 
 st.title("📋 Jobs")
 jobs = get_jobs()

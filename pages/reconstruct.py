@@ -7,11 +7,14 @@ import streamlit as st
 from skyfall_core.errors import SkyfallError
 from skyfall_core.geo.aoi import select_usable
 from skyfall_core.ui.draft import load_draft
+from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.jobs import check_overrides
 from skyfall_core.ui.models import refiner_gpu_gb
 from skyfall_core.ui.reconstruct import KEY_SETTINGS, FormValues, build_overrides, get_dotted, schedule_rows
 from skyfall_core.ui.state import catalog_scenes, get_config, get_device, get_jobs, load_draft_aoi, model_status_cached
 from skyfall_core.ui.widgets import live_progress
+
+page_guard()  # when Streamlit started this file without app.py: rerun through app.py
 
 cfg = get_config()
 jobs = get_jobs()

@@ -6,11 +6,14 @@ import streamlit as st
 
 from skyfall_core.errors import SkyfallError
 from skyfall_core.ui.components import before_after_html
+from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.imagery import data_url
 from skyfall_core.ui.jobs import list_rounds
 from skyfall_core.ui.outputs import camera_list, camera_summary, refiner_label
 from skyfall_core.ui.state import get_jobs, image_thumb
 from skyfall_core.ui.widgets import job_picker
+
+page_guard()  # when Streamlit started this file without app.py: rerun through app.py
 
 st.title("🔁 Refinement rounds")
 jobs = get_jobs()

@@ -7,12 +7,15 @@ from streamlit_folium import st_folium
 
 from skyfall_core.errors import SkyfallError
 from skyfall_core.ui.draft import load_draft, update_draft
+from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.mapdata import scene_map
 from skyfall_core.ui.scenes import candidates, scene_table, skyplot
 from skyfall_core.ui.selection import judge_selection, select_diverse
 from skyfall_core.ui.state import (aoi_thumbnail_png, catalog_scenes, get_config, load_draft_aoi,
                                    missing_folders, scene_folders)
 from skyfall_core.ui.uploads import RASTER_SUFFIXES, SIDECAR_SUFFIXES, store_uploads
+
+page_guard()  # when Streamlit started this file without app.py: rerun through app.py
 
 cfg = get_config()
 ws = cfg.workspace_root

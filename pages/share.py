@@ -5,10 +5,13 @@ import streamlit as st
 from skyfall_core.errors import SkyfallError
 from skyfall_core.geo.aoi import load_aoi
 from skyfall_core.ui.components import default_camera
+from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.jobs import web_splat
 from skyfall_core.ui.share import ShareCamera, share_html, splat_format
 from skyfall_core.ui.state import get_config, get_jobs
 from skyfall_core.ui.widgets import job_picker
+
+page_guard()  # when Streamlit started this file without app.py: rerun through app.py
 
 st.title("📤 Share")
 st.caption("One HTML file with the viewer and the splat inside: e-mail it or put it on a share; it opens in "

@@ -7,11 +7,14 @@ import streamlit as st
 from skyfall_core.errors import SkyfallError
 from skyfall_core.geo.aoi import load_aoi
 from skyfall_core.ui.components import default_camera, viewer_html
+from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.jobs import FINAL_FILES, final_outputs, web_splat
 from skyfall_core.ui.outputs import rounds_zip
 from skyfall_core.ui.state import get_config, get_jobs
 from skyfall_core.ui.static import publish_job_file
 from skyfall_core.ui.widgets import job_picker
+
+page_guard()  # when Streamlit started this file without app.py: rerun through app.py
 
 st.title("🧊 3D viewer")
 cfg = get_config()

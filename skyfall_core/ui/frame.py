@@ -39,3 +39,28 @@ def sidebar() -> None:
         except SkyfallError as exc:
             st.error(exc.message)
         st.caption(f"Workspace `{cfg.workspace_root}`")
+
+
+_FRAME_FORCED = False  # page_guard has switched Streamlit's pages/-folder mode off in this process
+
+
+def page_guard() -> None:
+    """Make a page run inside the app's frame (app.py) when Streamlit started the page file alone.
+
+    With a ``pages/`` folder next to app.py, Streamlit keeps its old multipage mode (it runs the
+    requested page file by itself: no page config, no shared sidebar, the raw file names as
+    navigation) until some script calls ``st.navigation``. So when the first request a freshly
+    started server gets is a page URL (a bookmark of /viewer, a reload of /area), that page ran
+    without app.py, and every later visitor got the same until someone opened the root URL.
+    Called first by every page: it switches that mode off as ``st.navigation`` does and reruns,
+    so app.py runs and routes to the same page. A server never goes back to that mode, so this
+    acts once a process; streamlit's AppTest puts the mode back before every run (a fresh server
+    each time), where a rerun every time would drop the button click the run carries.
+    """
+    global _FRAME_FORCED
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory and not _FRAME_FORCED:
+        _FRAME_FORCED = True
+        PagesManager.uses_pages_directory = False
+        st.rerun()

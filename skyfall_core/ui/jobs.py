@@ -120,8 +120,11 @@ class JobProgress:
     job_eta_s: float | None = None  # seconds left in the whole job (the job manager's estimate)
 
 
+ROUND_SUBSTAGES = ("round", "refine")  # events of one stage-2 round: its training steps and its refiner edits
+
+
 def _stage_key(ev: dict[str, Any]) -> str:
-    if ev.get("stage") == "round":
+    if ev.get("stage") in ROUND_SUBSTAGES:
         return f"round_{int(ev.get('round') or 0)}"
     return str(ev.get("stage"))
 
@@ -180,10 +183,10 @@ def summarise_events(events: list[dict[str, Any]], rounds_total: int, elevations
                 seconds[key] = float(ev["seconds"])
             if key not in x_offset:
                 x_offset[key] = sum(total[k] for k in x_offset)
-            row = {"stage": ev.get("stage"), "round": ev.get("round"), "step": step[key],
-                   "x": x_offset[key] + step[key]}
-            row.update({k: float(v) for k, v in (ev.get("losses") or {}).items() if isinstance(v, (int, float))})
-            losses.append(row)
+            values = {k: float(v) for k, v in (ev.get("losses") or {}).items() if isinstance(v, (int, float))}
+            if values:  # the refiner's progress (edits done) carries no losses
+                losses.append({"stage": ev.get("stage"), "round": ev.get("round"), "step": step[key],
+                               "x": x_offset[key] + step[key], **values})
         elif kind == "timing":
             timings.append(ev)
         elif kind == "warning":
@@ -201,9 +204,11 @@ def summarise_events(events: list[dict[str, Any]], rounds_total: int, elevations
     for k in keys:
         label = {"scene": "Scene & cameras", "stage1": "Stage 1 · fit to satellite views",
                  "final": "Export"}.get(k)
-        if label is None:
+        if label is None and k.startswith("round_"):
             e = elev.get(k)
             label = f"Round {int(k.split('_')[1]) + 1}" + (f" · {e:g}° elevation" if e is not None else "")
+        elif label is None:  # a stage this app does not know yet: show it by name
+            label = k
         stages.append(StageProgress(k, label, state[k], step[k], total[k], elev.get(k)))
     frac = 0.0
     n_rounds = max(1, sum(1 for k in keys if k.startswith("round_")))

@@ -61,7 +61,8 @@ def _losses_frame(progress: JobProgress):
     if not progress.losses:
         return None
     df = pd.DataFrame(progress.losses)
-    cols = [c for c in df.columns if c not in ("stage", "round", "step", "x")]
+    # "gaussians" is a count (thousands), not a loss: on the same axis it flattens the losses to zero
+    cols = [c for c in df.columns if c not in ("stage", "round", "step", "x", "gaussians")]
     if not cols:
         return None
     return df.set_index("x")[cols]
