@@ -90,3 +90,13 @@ def test_fused_cpu_ssim_matches_autograd_in_value_and_gradient():
     # float32 training images: same to float precision
     a32 = a.detach().float().requires_grad_()
     torch.testing.assert_close(ssim_map(a32, b.float()), ssim_map_reference(a32, b.float()), rtol=0, atol=1e-5)
+
+
+def test_appearance_forward_equals_the_mlp_on_concatenated_inputs():
+    torch.manual_seed(0)
+    m = AppearanceModel(4)
+    torch.nn.init.normal_(m.mlp[2].weight, std=0.2)  # leave the identity start
+    feats, cols = torch.randn(300, 16), torch.rand(300, 3)
+    for idx in (1, None):
+        out = m.mlp(torch.cat([m.embedding(idx).expand(300, -1), feats], -1))
+        torch.testing.assert_close(m(cols, feats, idx), (1 + out[:, :3]) * cols + out[:, 3:])

@@ -41,7 +41,10 @@ class AppearanceModel(nn.Module):
         n = colors.shape[0]
         assert features.shape == (n, self.feature_dim), (
             f"expected features [{n}, {self.feature_dim}], got {tuple(features.shape)}")
-        e = self.embedding(image_index).expand(n, -1)
-        out = self.mlp(torch.cat([e, features], dim=-1))  # [N, 6]
+        # first layer on cat([e, f]) split in two: the embedding's part is one vector for all N
+        first, act, last = self.mlp
+        e_dim = self.image_embeddings.shape[1]
+        bias = first.bias + first.weight[:, :e_dim] @ self.embedding(image_index)  # [hidden]
+        out = last(act(torch.addmm(bias, features, first.weight[:, e_dim:].t())))  # [N, 6]
         gamma, beta = 1.0 + out[:, :3], out[:, 3:]
         return gamma * colors + beta
