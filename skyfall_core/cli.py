@@ -149,7 +149,8 @@ def cmd_eval_dsm(args: argparse.Namespace) -> int:
     from skyfall_core.eval.dsm import compare_dsm, read_dsm
 
     job = Path(args.job)
-    pred_path = next((p for p in (job / "final" / "dsm.tif", job / "stage1" / "dsm.tif") if p.exists()), None)
+    order = (job / "stage1" / "dsm.tif",) if args.stage == "stage1" else (job / "final" / "dsm.tif", job / "stage1" / "dsm.tif")
+    pred_path = next((p for p in order if p.exists()), None)
     if pred_path is None:
         from skyfall_core.errors import SkyfallError
 
@@ -248,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--truth-origin-txt", help="origin .txt for a truth TIFF without georeferencing")
     e.add_argument("--truth-epsg", type=int, help="EPSG of the truth grid when given by a .txt")
     e.add_argument("--max-shift-m", type=float, default=2.0)
+    e.add_argument("--stage", choices=["latest", "stage1"], default="latest",
+                   help="latest = final/dsm.tif when the job has finished, else stage1/dsm.tif")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval_dsm)
     e = ev.add_parser("renders", help="PSNR/SSIM of every checkpoint (stage 1, each round) at truth cameras")

@@ -73,6 +73,11 @@ def test_preview_job_runs_end_to_end_and_resumes_after_cancel(tmp_path, sample_d
     assert r.returncode == 0, r.stderr
     metrics = json.loads(r.stdout)
     assert 0 < metrics["coverage"] <= 1 and metrics["mae_m"] > 0
+    assert metrics["dsm"].endswith("final/dsm.tif")
+    r = subprocess.run([sys.executable, "-m", "skyfall_core", "eval", "dsm", "--job", str(job.root), "--stage", "stage1",
+                        "--truth", str(sample_dir / "truth" / "dsm.tif"), "--json"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["dsm"].endswith("stage1/dsm.tif"), r.stderr
 
     r = subprocess.run([sys.executable, "-m", "skyfall_core", "eval", "renders", "--job", str(job.root),
                         "--truth", str(sample_dir / "truth" / "renders"), "--json"],
