@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from skyfall_core.config import WorkspaceConfig, load_config  # noqa: E402
+from skyfall_core.jobs.integrity import check_job_files  # noqa: E402
 from skyfall_core.jobs.local import process_alive  # noqa: E402
 from skyfall_core.jobs.manager import JobManager  # noqa: E402
 from skyfall_core.jobs.settings import JobsSettings  # noqa: E402
@@ -200,29 +201,7 @@ def summarise(m: JobManager, ids: list[str], victims: dict[str, Victim], resumed
 
 def _intact(folder: Path) -> list[str]:
     """Problems with the files of a job folder (empty when every file is readable)."""
-    from PIL import Image
-    from safetensors import safe_open
-
-    bad = []
-    for p in folder.rglob("*"):
-        if not p.is_file() or p.name.startswith("."):
-            continue
-        try:
-            if p.suffix == ".png":
-                with Image.open(p) as im:
-                    im.load()
-            elif p.suffix == ".safetensors":
-                with safe_open(str(p), framework="pt") as f:
-                    for key in f.keys():
-                        f.get_tensor(key)
-            elif p.suffix == ".json":
-                json.loads(p.read_text())
-            elif p.name == "events.jsonl":
-                for line in p.read_bytes().split(b"\n")[:-1]:
-                    json.loads(line)
-        except (OSError, ValueError, RuntimeError) as exc:  # collected and reported as a failed check
-            bad.append(f"{p}: {exc}")
-    return bad
+    return check_job_files(folder)[1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from skyfall_core.ui.draft import load_draft
 from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.jobs import check_overrides
 from skyfall_core.ui.models import refiner_gpu_gb
-from skyfall_core.ui.reconstruct import KEY_SETTINGS, FormValues, build_overrides, get_dotted, schedule_rows
+from skyfall_core.ui.reconstruct import KEY_SETTINGS, FormValues, build_overrides, get_dotted, parse_advanced, schedule_rows
 from skyfall_core.ui.state import catalog_scenes, get_config, get_device, get_jobs, load_draft_aoi, model_status_cached
 from skyfall_core.ui.widgets import live_progress
 
@@ -123,6 +123,9 @@ with right:
         st.error(overrides_error)
     else:
         st.code(json.dumps(overrides, indent=1) if overrides else "(none: the preset as is)", language="json")
+        clash = sorted(set(parse_advanced(advanced)) & set(values))
+        if clash:
+            st.caption("The advanced JSON wins over the fields on the left for: " + ", ".join(f"`{k}`" for k in clash))
     start = st.button("🚀 Start reconstruction", type="primary", width="stretch",
                       disabled=not ready or overrides_error is not None)
     if start:

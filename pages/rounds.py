@@ -4,28 +4,20 @@ from pathlib import Path
 
 import streamlit as st
 
-from skyfall_core.errors import SkyfallError
 from skyfall_core.ui.components import before_after_html
 from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.imagery import data_url
 from skyfall_core.ui.jobs import list_rounds
 from skyfall_core.ui.outputs import camera_list, camera_summary, refiner_label
-from skyfall_core.ui.state import get_jobs, image_thumb
-from skyfall_core.ui.widgets import job_picker
+from skyfall_core.ui.state import image_thumb
+from skyfall_core.ui.widgets import picked_job_or_stop
 
 page_guard()  # when Streamlit started this file without app.py: rerun through app.py
 
 st.title("🔁 Refinement rounds")
-jobs = get_jobs()
-job_id = job_picker(only_with="rounds", key="rounds_job")
-if job_id is None:
-    st.info("No job has finished a refinement round yet. Start one on the **Reconstruct** page.")
-    st.stop()
-try:
-    info = jobs.info(job_id)
-except SkyfallError as exc:
-    st.error(exc.message)
-    st.stop()
+info = picked_job_or_stop("rounds", "rounds_job",
+                          "No job has finished a refinement round yet. Start one on the **Reconstruct** page.")
+job_id = info.id
 
 label, diffusion = refiner_label(info.refiner, info.stage2.get("refiner"))
 (st.info if diffusion is False else st.caption)(f"Refiner: **{label}**" + (

@@ -8,8 +8,8 @@ from skyfall_core.ui.components import default_camera
 from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.jobs import web_splat
 from skyfall_core.ui.share import ShareCamera, share_html, splat_format
-from skyfall_core.ui.state import get_config, get_jobs
-from skyfall_core.ui.widgets import job_picker
+from skyfall_core.ui.state import get_config
+from skyfall_core.ui.widgets import picked_job_or_stop
 
 page_guard()  # when Streamlit started this file without app.py: rerun through app.py
 
@@ -17,16 +17,8 @@ st.title("📤 Share")
 st.caption("One HTML file with the viewer and the splat inside: e-mail it or put it on a share; it opens in "
            "any modern browser from disk, offline, with no server.")
 cfg = get_config()
-jobs = get_jobs()
-job_id = job_picker(only_with="final", key="share_job")
-if job_id is None:
-    st.info("No job has exported a splat yet.")
-    st.stop()
-try:
-    info = jobs.info(job_id)
-except SkyfallError as exc:
-    st.error(exc.message)
-    st.stop()
+info = picked_job_or_stop("final", "share_job", "No job has exported a splat yet.")
+job_id = info.id
 splat = web_splat(info.dir)
 if splat is None:
     st.warning("This job has no splat in final/.")

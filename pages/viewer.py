@@ -10,24 +10,16 @@ from skyfall_core.ui.components import default_camera, viewer_html
 from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.jobs import FINAL_FILES, final_outputs, web_splat
 from skyfall_core.ui.outputs import rounds_zip
-from skyfall_core.ui.state import get_config, get_jobs
+from skyfall_core.ui.state import get_config
 from skyfall_core.ui.static import publish_job_file
-from skyfall_core.ui.widgets import job_picker
+from skyfall_core.ui.widgets import picked_job_or_stop
 
 page_guard()  # when Streamlit started this file without app.py: rerun through app.py
 
 st.title("🧊 3D viewer")
 cfg = get_config()
-jobs = get_jobs()
-job_id = job_picker(only_with="final", key="viewer_job")
-if job_id is None:
-    st.info("No job has exported a splat yet. Finished jobs appear here.")
-    st.stop()
-try:
-    info = jobs.info(job_id)
-except SkyfallError as exc:
-    st.error(exc.message)
-    st.stop()
+info = picked_job_or_stop("final", "viewer_job", "No job has exported a splat yet. Finished jobs appear here.")
+job_id = info.id
 
 outs = final_outputs(info.dir)
 splat = web_splat(info.dir)

@@ -129,6 +129,10 @@ def test_reconstruct_reports_a_bad_advanced_override(app_env):
     at = _run("reconstruct", timeout=120)
     at.text_area(key="preview:advanced").input('{"stage2.fov_deg": 500}').run()
     assert any("fov_deg" in e.value for e in at.error)
+    at.text_area(key="preview:advanced").input('{"stage1.iterations": 40, "stage2.fov_deg": 50}').run()
+    assert not at.error
+    assert any('"stage1.iterations": 40' in c.value for c in at.code)
+    assert any("wins over the fields" in c.value and "stage1.iterations" in c.value for c in at.caption)
 
 
 def test_rounds_viewer_compare_share_jobs_on_fabricated_jobs(app_env):

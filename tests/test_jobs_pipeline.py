@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from skyfall_core.config import WorkspaceConfig, load_config
+from skyfall_core.jobs.integrity import check_job_files
 from skyfall_core.jobs.local import process_alive
 from skyfall_core.jobs.manager import JobManager
 from skyfall_core.jobs.settings import JobsSettings
@@ -44,30 +45,8 @@ def manager(tmp_path, sample_dir):
 
 def assert_job_files_intact(folder: Path) -> None:
     """Every PNG decodes, every safetensors loads, every json parses, events.jsonl lines parse."""
-    from PIL import Image
-    from safetensors import safe_open
-
-    checked = 0
-    for p in folder.rglob("*"):
-        if not p.is_file() or p.name.startswith("."):  # .name.tmp: an atomic write cut short, never read
-            continue
-        if p.suffix == ".png":
-            with Image.open(p) as im:
-                im.load()
-        elif p.suffix == ".safetensors":
-            with safe_open(str(p), framework="pt") as f:
-                for key in f.keys():
-                    f.get_tensor(key)
-        elif p.suffix == ".json":
-            json.loads(p.read_text())
-        elif p.name == "events.jsonl":
-            lines = p.read_bytes().split(b"\n")
-            for line in lines[:-1]:
-                json.loads(line)
-        else:
-            continue
-        checked += 1
-    assert checked > 0
+    checked, bad = check_job_files(folder)
+    assert checked > 0 and not bad, bad
 
 
 def round_dirs(folder: Path) -> list[Path]:

@@ -55,6 +55,19 @@ def job_picker(label: str = "Job", key: str = "job_picker", only_with: str | Non
     return chosen
 
 
+def picked_job_or_stop(only_with: str, key: str, empty: str):
+    """The chosen job's info (``job_picker``), or ``empty`` shown and the page stopped."""
+    job_id = job_picker(only_with=only_with, key=key)
+    if job_id is None:
+        st.info(empty)
+        st.stop()
+    try:
+        return get_jobs().info(job_id)
+    except SkyfallError as exc:
+        st.error(exc.message)
+        st.stop()
+
+
 def _losses_frame(progress: JobProgress):
     import pandas as pd
 
