@@ -2,9 +2,7 @@
 
 import streamlit as st
 
-from skyfall_core.errors import SkyfallError
-from skyfall_core.geo.aoi import load_aoi
-from skyfall_core.ui.components import default_camera
+from skyfall_core.ui.components import job_camera
 from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.jobs import web_splat
 from skyfall_core.ui.share import ShareCamera, share_html, splat_format
@@ -29,13 +27,7 @@ st.markdown(f"Splat: `{splat[0].name}` · {size / 2**20:,.1f} MiB → HTML ≈ {
 
 
 def build() -> bytes:
-    area = None
-    if info.aoi:
-        try:
-            area = load_aoi(info.aoi, cfg.aoi).area_m2
-        except SkyfallError:
-            area = None
-    pos, look = default_camera(area)
+    pos, look = job_camera(info.aoi, cfg.aoi)
     meta = {"job": job_id, "preset": info.preset, "created": info.created[:19],
             "frame": "local ENU metres, z up"}
     return share_html(splat[0].read_bytes(), splat_format(splat[0]), title=title,

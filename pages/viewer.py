@@ -5,8 +5,7 @@ import json
 import streamlit as st
 
 from skyfall_core.errors import SkyfallError
-from skyfall_core.geo.aoi import load_aoi
-from skyfall_core.ui.components import default_camera, viewer_html
+from skyfall_core.ui.components import job_camera, viewer_html
 from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.jobs import FINAL_FILES, final_outputs, web_splat
 from skyfall_core.ui.outputs import rounds_zip
@@ -33,13 +32,7 @@ with view_col:
         except SkyfallError as exc:
             st.error(exc.message)
         else:
-            area = None
-            if info.aoi:
-                try:
-                    area = load_aoi(info.aoi, cfg.aoi).area_m2
-                except SkyfallError:
-                    area = None
-            position, look_at = default_camera(area)
+            position, look_at = job_camera(info.aoi, cfg.aoi)
             st.iframe(viewer_html(url, splat[1], position=position, look_at=look_at, height=640), height=650)
             st.caption(f"{splat[0].name} · {splat[0].stat().st_size / 2**20:,.1f} MiB · local ENU metres, z up, "
                        "origin at the AOI centre on the ground. Drag: orbit · right-drag: pan · wheel: zoom · "

@@ -105,3 +105,19 @@ def test_maps_load_scripts_only_from_the_app():
     html = m.get_root().render()
     assert "https://" not in html.replace("https://leafletjs.com", "")  # offline basemap: no tile URL either
     assert "/app/static/_cache/x.png" in html
+
+
+def test_job_camera_frames_the_job_aoi_and_falls_back_on_a_bad_one():
+    from skyfall_core.config import load_config
+    from skyfall_core.ui.components import default_camera, job_camera
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = load_config(repo / "config.toml")
+    feat = json.loads((repo / "sample_aoi" / "aoi.geojson").read_text())["features"][0]
+    pos, look = job_camera(feat, cfg.aoi)
+    assert look == [0.0, 0.0, 0.0]
+    dist = (pos[1] ** 2 + pos[2] ** 2) ** 0.5
+    assert abs(dist - 2.6 * 0.5 * 210.0) < 5.0  # the sample AOI is ~210 m x 210 m
+    assert job_camera({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": []}}, cfg.aoi) == \
+        default_camera(None)
+    assert job_camera(None, cfg.aoi) == default_camera(None)

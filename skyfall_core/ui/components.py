@@ -55,6 +55,20 @@ def default_camera(aoi_area_m2: float | None) -> tuple[list[float], list[float]]
     return [0.0, -d * math.cos(math.radians(35)), d * math.sin(math.radians(35))], [0.0, 0.0, 0.0]
 
 
+def job_camera(aoi_geojson, aoi_settings) -> tuple[list[float], list[float]]:
+    """:func:`default_camera` for a job's AOI (GeoJSON; the default framing when it is missing or invalid)."""
+    from skyfall_core.errors import SkyfallError
+    from skyfall_core.geo.aoi import load_aoi
+
+    area = None
+    if aoi_geojson:
+        try:
+            area = load_aoi(aoi_geojson, aoi_settings).area_m2
+        except SkyfallError:
+            area = None
+    return default_camera(area)
+
+
 def viewer_html(splat_url: str, fmt: str, *, position: list[float], look_at: list[float],
                 height: int = 620) -> str:
     """The splat viewer page: the vendored bundle and the splat, both from the app's static files."""
