@@ -85,9 +85,8 @@ html,body{{margin:0;height:100%;background:#0b1220;color:#e2e8f0;font:13px/1.4 s
 <script>
 (function () {{
   var data = document.getElementById("{DATA_ID}");
-  var url = window.SkyfallViewer.bytesToBlobUrl(data.textContent.trim());
   var opts = {json.dumps(options)};
-  opts.url = url;
+  opts.data = window.SkyfallViewer.base64ToArrayBuffer(data.textContent.trim());
   window.SkyfallViewer.mount(document.getElementById("viewer"), opts);
 }})();
 </script>

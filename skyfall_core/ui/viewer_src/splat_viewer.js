@@ -88,7 +88,7 @@ function resetView(viewer, home) {
 
 function mount(element, options) {
   const opts = Object.assign({ format: "splat", position: [0, -300, 220], lookAt: [0, 0, 0] }, options || {});
-  if (!opts.url) throw new Error("SkyfallViewer.mount: options.url is required");
+  if (!opts.url && !opts.data) throw new Error("SkyfallViewer.mount: options.url or options.data is required");
   const format = FORMATS[opts.format];
   if (format === undefined) throw new Error(`SkyfallViewer.mount: unknown format ${opts.format}`);
   if (getComputedStyle(element).position === "static") element.style.position = "relative";
@@ -110,11 +110,20 @@ function mount(element, options) {
     sphericalHarmonicsDegree: 0,
   });
   installFlyKeys(viewer, element, { position: opts.position, lookAt: opts.lookAt });
-  viewer
-    .addSplatScene(opts.url, { format, showLoadingUI: false, progressiveLoad: false, splatAlphaRemovalThreshold: 1 })
+  // bytes in the page (the Share export): parse them here; a blob: URL through addSplatScene
+  // loads an empty scene for larger files
+  const loaded = opts.data
+    ? (opts.format === "ply" ? GS.PlyLoader.loadFromFileData(opts.data, 1, 0, true, 0)
+                             : GS.SplatLoader.loadFromFileData(opts.data, 1, 0, true))
+        .then((buffer) => viewer.addSplatBuffers([buffer], [{ splatAlphaRemovalThreshold: 1 }], true, false, false))
+    : viewer.addSplatScene(opts.url, { format, showLoadingUI: false, progressiveLoad: false, splatAlphaRemovalThreshold: 1 });
+  loaded
     .then(() => {
       viewer.start();
-      const n = viewer.getSplatMesh() ? viewer.getSplatMesh().getSplatCount() : 0;
+      // splats loaded into the scene (the mesh's own count is 0 until its first build, which may
+      // still be running when this promise resolves)
+      const mesh = viewer.getSplatMesh();
+      const n = mesh ? Math.max(mesh.getSplatCount(), mesh.getSplatCount(true)) : 0;
       status.textContent = `${n.toLocaleString()} splats · drag orbit · right-drag pan · wheel zoom · WASD/QE fly · R reset`;
       setState({ status: "ready", splats: n });
     })
@@ -126,6 +135,13 @@ function mount(element, options) {
   return viewer;
 }
 
+function base64ToArrayBuffer(base64) {
+  const bin = atob(base64);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return bytes.buffer;
+}
+
 function bytesToBlobUrl(base64) {
   const bin = atob(base64);
   const bytes = new Uint8Array(bin.length);
@@ -133,4 +149,4 @@ function bytesToBlobUrl(base64) {
   return URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
 }
 
-window.SkyfallViewer = { mount, resetView, bytesToBlobUrl, version: "1" };
+window.SkyfallViewer = { mount, resetView, bytesToBlobUrl, base64ToArrayBuffer, version: "1" };
