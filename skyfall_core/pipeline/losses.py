@@ -19,8 +19,9 @@ def ssim_map(img: torch.Tensor, ref: torch.Tensor, window: int = 11) -> torch.Te
     """Per-pixel SSIM (Gaussian 11x11, sigma 1.5, zero padding, as in 3DGS), averaged over channels. [H, W]
 
     On the CPU, when only ``img`` needs a gradient (the training case), a fused version with an
-    analytic backward and OpenCV's separable blur is used (~10x faster than autograd through
-    depthwise conv2d); elsewhere the autograd reference :func:`ssim_map_reference`.
+    analytic backward and OpenCV's Gaussian blur is used (1.5x faster than autograd through
+    depthwise conv2d on a quiet machine, benchmarks/bench_ssim.py; far less hurt by a busy CPU);
+    elsewhere the autograd reference :func:`ssim_map_reference`.
     """
     assert img.shape == ref.shape and img.ndim == 3, f"expected two [H, W, 3] images, got {img.shape}, {ref.shape}"
     if img.device.type == "cpu" and not ref.requires_grad and img.dtype in (torch.float32, torch.float64):
