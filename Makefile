@@ -14,7 +14,10 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+# On a CUDA machine with nvcc, build gsplat's kernels before the first job (about a minute, once).
 run: $(STAMP)
+	-@command -v nvcc >/dev/null 2>&1 && $(PY) -c "import torch, sys; sys.exit(not torch.cuda.is_available())" \
+	  && $(PY) -m skyfall_core device || true
 	$(PY) -m skyfall_core serve
 
 # The browser end-to-end test drives Debian's chromium (/usr/bin/chromium; never a downloaded browser).

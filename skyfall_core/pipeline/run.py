@@ -20,6 +20,7 @@ from skyfall_core import __version__, atomic
 from skyfall_core.config import Config, config_from_dict
 from skyfall_core.errors import SkyfallError
 from skyfall_core.pipeline.jobdir import EventLog, JobDir
+from skyfall_core.splat.device import check_renderer, prepare_renderer, resolve_device
 
 EXIT_DONE, EXIT_CRASH, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 2, 3
 CANCEL_FILE = "cancel.request"
@@ -77,13 +78,6 @@ def _finish(job: JobDir, state: dict[str, Any], stage: str) -> None:
     atomic.write_json(job.root / "state.json", state)
 
 
-def _device(cfg: Config) -> str:
-    import torch
-
-    if cfg.device.compute == "cuda" or (cfg.device.compute == "auto" and torch.cuda.is_available()):
-        return "cuda"
-    return "cpu"
-
 
 def run_job(job_dir: Path, should_stop: Callable[[], bool] | None = None, *, until: str = "all") -> int:
     """Run or resume a job; returns an exit code (0 done, 3 cancelled, 2 user error, 1 crash).
@@ -106,11 +100,19 @@ def run_job(job_dir: Path, should_stop: Callable[[], bool] | None = None, *, unt
         events.emit("status", status="failed", text=text)
         return EXIT_USER_ERROR
     except Exception as exc:  # a crash: keep the traceback in the log, the job stays resumable
-        with open(job.log, "a") as f:
-            f.write(traceback.format_exc())
-        events.emit("error", text=f"internal error: {exc!r} (see log.txt); the job can be resumed")
-        events.emit("status", status="failed", text=repr(exc))
-        return EXIT_CRASH
+        if not _is_gpu_oom(exc):
+            with open(job.log, "a") as f:
+                f.write(traceback.format_exc())
+            events.emit("error", text=f"internal error: {exc!r} (see log.txt); the job can be resumed")
+            events.emit("status", status="failed", text=repr(exc))
+            return EXIT_CRASH
+        text = (f"the GPU ran out of memory ({str(exc).splitlines()[0][:200]}). The job's finished stages and "
+                "checkpoints are kept; resume it after: lowering stage1.max_gaussians or cameras.max_image_size "
+                "(stage 1), or setting stage2.offload = \"model\" or \"sequential\", stage2.batch_size = 1 or a "
+                "smaller stage2.image_size (rounds); or closing other programs using the GPU")
+        events.emit("error", text=text)
+        events.emit("status", status="failed", text=text)
+        return EXIT_USER_ERROR
     events.emit("status", status="done" if code == EXIT_DONE else "cancelled")
     return code
 
@@ -127,10 +129,20 @@ def _run(job: JobDir, meta: dict[str, Any], cfg: Config, events: EventLog, stop:
     preset_name = meta["preset"]
     preset = cfg.preset(preset_name)
     state = _state(job)
-    device = _device(cfg)
+    device = resolve_device(cfg.device.compute)
     if cfg.device.threads:
         torch.set_num_threads(cfg.device.threads)
     backend = cfg.device.renderer
+    check_renderer(backend, device)
+    if device.type == "cuda":
+        events.message(f"device: {torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}); preparing the "
+                       "GPU renderer (gsplat builds its kernels once per machine, about a minute)")
+        ready = prepare_renderer(backend, device)
+        events.emit("timing", stage="gpu_kernels", seconds=round(ready.seconds, 2))
+        events.message(f"GPU renderer {ready.backend} ready in {ready.seconds:.1f} s"
+                       + (" (kernels built; later jobs start at once)" if ready.built else ""))
+    else:
+        events.message("device: CPU (compiled rasterizer)")
 
     if "scene" not in state["finished"]:
         events.emit("stage", stage="scene", state="start")
@@ -160,7 +172,7 @@ def _run(job: JobDir, meta: dict[str, Any], cfg: Config, events: EventLog, stop:
     if until == "stage1":
         return EXIT_DONE
 
-    scene = load_scene(job.scene)
+    scene = load_scene(job.scene, device)
     s2 = preset.stage2
     n_rounds = len(s2.elevations_deg)
     state["rounds_total"] = n_rounds
@@ -169,7 +181,7 @@ def _run(job: JobDir, meta: dict[str, Any], cfg: Config, events: EventLog, stop:
     ckpt = job.checkpoints / (f"round_{last}.safetensors" if last >= 0 else FINAL)
     trainer, _ = SplatTrainer.resume(ckpt, len(scene.views), scene.scene_scale, s1.iterations,
                                      train_settings(s1, backend), densify_strategy(s1),
-                                     embedding_dim=s1.appearance_embedding_dim)
+                                     embedding_dim=s1.appearance_embedding_dim, device=device)
     if last + 1 < n_rounds:
         code = _run_rounds(job, meta, cfg, s2, scene, trainer, events, stop, device, state, last + 1)
         if code != EXIT_DONE:
@@ -187,7 +199,7 @@ def _run_rounds(job, meta, cfg, s2, scene, trainer, events, stop, device, state,
     from skyfall_core.pipeline.stage2 import plan_round, run_round
     from skyfall_core.priors.refiners import load_refiner
 
-    refiner, warnings = load_refiner(s2, device)
+    refiner, warnings = load_refiner(s2, str(device))
     for w in warnings:
         events.warning(w)
     meta["refiner"] = {"name": refiner.name, "is_diffusion": refiner.is_diffusion,
@@ -204,6 +216,12 @@ def _run_rounds(job, meta, cfg, s2, scene, trainer, events, stop, device, state,
             return EXIT_CANCELLED
         _finish(job, state, f"round_{k}")
     return EXIT_DONE
+
+
+def _is_gpu_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or "CUDA out of memory" in str(exc)
 
 
 def write_final(job: JobDir, trainer, scene) -> None:

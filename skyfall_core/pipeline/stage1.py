@@ -23,7 +23,7 @@ from skyfall_core.cameras.pinhole import PinholeCamera
 from skyfall_core.config import Stage1Settings
 from skyfall_core.geo.frames import LocalFrame
 from skyfall_core.pipeline.jobdir import EventLog
-from skyfall_core.pipeline.trainer import SplatTrainer, TrainSettings, View, to_uint8
+from skyfall_core.pipeline.trainer import SplatTrainer, TrainSettings, View, scalars, to_uint8
 from skyfall_core.splat.model import GaussianModel
 from skyfall_core.splat.strategy import DensifyStrategy
 
@@ -59,8 +59,8 @@ def _read_png(path: Path, grey: bool = False) -> np.ndarray:
     return img if grey else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def load_scene(scene_dir: Path) -> SceneData:
-    """Views (images, masks, cameras) of a prepared ``scene/`` folder."""
+def load_scene(scene_dir: Path, device: torch.device | str = "cpu") -> SceneData:
+    """Views (images, masks, cameras) of a prepared ``scene/`` folder, their tensors on ``device``."""
     from skyfall_core.pipeline.scene import load_scene_index
 
     entries, frame_d = load_scene_index(scene_dir)
@@ -70,7 +70,7 @@ def load_scene(scene_dir: Path) -> SceneData:
         img = torch.from_numpy(_read_png(scene_dir / e["image"]).astype(np.float32) / 255.0)
         mask = torch.from_numpy(_read_png(scene_dir / e["mask"], grey=True) > 127)
         viewmat, K = (torch.tensor(m, dtype=torch.float32) for m in cam.render_matrices())
-        views.append(View(e["id"], img, mask, viewmat, K, i))
+        views.append(View(e["id"], img, mask, viewmat, K, i).to(device))
         cams.append(cam)
         names.append(e["id"])
     tie = scene_dir / "tie_points.npz"
@@ -94,7 +94,7 @@ def init_points(scene: SceneData, n_points: int, seed: int = 0) -> tuple[np.ndar
     uv, _ = cam.project(fill)
     cols = np.clip(np.round(uv[:, 0]).astype(int), 0, cam.width - 1)
     rows = np.clip(np.round(uv[:, 1]).astype(int), 0, cam.height - 1)
-    fill_rgb = view.image.numpy()[rows, cols]
+    fill_rgb = view.image.cpu().numpy()[rows, cols]
     xyz = np.concatenate([scene.tie_xyz, fill])
     rgb = np.concatenate([scene.tie_rgb, fill_rgb])
     return xyz, np.clip(rgb, 0.0, 1.0)
@@ -114,7 +114,8 @@ def densify_strategy(s: Stage1Settings) -> DensifyStrategy:
                            pause_refine_after_reset=every)
 
 
-def pseudo_views(scene: SceneData, n: int, size: int = 128, seed: int = 0) -> list[View]:
+def pseudo_views(scene: SceneData, n: int, size: int = 128, seed: int = 0,
+                 device: torch.device | str = "cpu") -> list[View]:
     """Cameras over the AOI from 80 deg down to 45 deg elevation (depth prior), fixed appearance."""
     from skyfall_core.cameras.orbits import orbit_cameras
 
@@ -126,15 +127,17 @@ def pseudo_views(scene: SceneData, n: int, size: int = 128, seed: int = 0) -> li
         cam = orbit_cameras(np.zeros(3), elev, radius, [float(rng.uniform(0, 360))], 50.0, size, size)[0]
         img = torch.zeros(size, size, 3)
         viewmat, K = (torch.tensor(m, dtype=torch.float32) for m in cam.render_matrices())
-        views.append(View(f"pseudo_{k}", img, torch.ones(size, size, dtype=torch.bool), viewmat, K, None))
+        views.append(View(f"pseudo_{k}", img, torch.ones(size, size, dtype=torch.bool), viewmat, K, None).to(device))
     return views
 
 
 def run_stage1(scene_dir: Path, job_root: Path, s: Stage1Settings, events: EventLog, *, backend: str = "auto",
-               device: str = "cpu", should_stop: Callable[[], bool] = lambda: False,
+               device: torch.device | str = "cpu", should_stop: Callable[[], bool] = lambda: False,
                checkpoint_every: int = 200, seed: int = 0) -> SplatTrainer | None:
-    """Train stage 1 (resuming a partial run); returns the trainer, or None when stopped."""
-    scene = load_scene(scene_dir)
+    """Train stage 1 on ``device`` (resuming a partial run, whichever device wrote it); returns the
+    trainer, or None when stopped. Losses reach the host only at the logging cadence (25 steps)."""
+    device = torch.device(device)
+    scene = load_scene(scene_dir, device)
     ckpt_dir = job_root / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     settings = train_settings(s, backend)
@@ -143,24 +146,24 @@ def run_stage1(scene_dir: Path, job_root: Path, s: Stage1Settings, events: Event
     partial = ckpt_dir / PARTIAL
     if partial.exists():
         trainer, _ = SplatTrainer.resume(partial, n_images, scene.scene_scale, s.iterations, settings, strategy,
-                                         embedding_dim=s.appearance_embedding_dim)
+                                         embedding_dim=s.appearance_embedding_dim, device=device)
         events.message(f"stage 1 resumed at step {trainer.step}")
     else:
         xyz, rgb = init_points(scene, s.init_points, seed)
         model = GaussianModel.from_points(torch.tensor(xyz, dtype=torch.float32), torch.tensor(rgb, dtype=torch.float32),
                                           sh_degree=s.sh_degree, init_opacity=0.1)
         trainer = SplatTrainer(model, n_images, scene.scene_scale, s.iterations, settings, strategy,
-                               embedding_dim=s.appearance_embedding_dim, seed=seed)
+                               embedding_dim=s.appearance_embedding_dim, seed=seed, device=device)
 
     depth_model, pseudo = None, []
     if s.depth_prior_weight > 0:
         from skyfall_core.priors.depth import try_load_depth_model
 
-        depth_model, warning = try_load_depth_model(s.depth_model, device)
+        depth_model, warning = try_load_depth_model(s.depth_model, str(device))
         if depth_model is None:
             events.warning(f"depth prior switched off: {warning}")
         else:
-            pseudo = pseudo_views(scene, 16, seed=seed)
+            pseudo = pseudo_views(scene, 16, seed=seed, device=device)
     warmup = s.iterations // 5
 
     rng = np.random.default_rng(seed + trainer.step)
@@ -179,7 +182,7 @@ def run_stage1(scene_dir: Path, job_root: Path, s: Stage1Settings, events: Event
                                                        s.depth_prior_weight)
         if trainer.step % 25 == 0 or trainer.step == s.iterations:
             elapsed = time.perf_counter() - t0
-            events.emit("progress", stage="stage1", step=trainer.step, total=s.iterations, losses=losses,
+            events.emit("progress", stage="stage1", step=trainer.step, total=s.iterations, losses=scalars(losses),
                         seconds=round(elapsed, 2),
                         eta_s=round(elapsed / max(trainer.step - start, 1) * (s.iterations - trainer.step), 1))
         if trainer.step % checkpoint_every == 0 and trainer.step < s.iterations:
@@ -198,7 +201,7 @@ def write_stage1_outputs(trainer: SplatTrainer, scene_dir: Path, out_dir: Path, 
     from skyfall_core.pipeline.losses import psnr
     from skyfall_core.splat.io import save_ply
 
-    scene = load_scene(scene_dir)
+    scene = load_scene(scene_dir, trainer.device)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_ply(out_dir / "scene.ply", trainer.model)
     (out_dir / "renders").mkdir(exist_ok=True)

@@ -22,7 +22,7 @@ from skyfall_core.cameras.pinhole import PinholeCamera
 from skyfall_core.config import Stage2Settings
 from skyfall_core.pipeline.jobdir import EventLog, JobDir
 from skyfall_core.pipeline.stage1 import SceneData
-from skyfall_core.pipeline.trainer import SplatTrainer, View, to_uint8
+from skyfall_core.pipeline.trainer import SplatTrainer, View, scalars, to_uint8
 
 PAPER_AOI_SIZE_M = 256.0  # the JAX tiles the published radii were chosen for
 
@@ -83,14 +83,14 @@ def run_round(trainer: SplatTrainer, scene: SceneData, plan: RoundPlan, s: Stage
     befores, alphas = [], []
     for cam in plan.cameras:
         rgb, alpha, _, _ = trainer.render(_camera_view(cam), with_grad=False)
-        befores.append(rgb.numpy())
-        alphas.append(alpha.numpy())
+        befores.append(rgb.cpu().numpy())
+        alphas.append(alpha.cpu().numpy())
     t_render = time.perf_counter() - t0
     if should_stop():
         return False
 
     t0 = time.perf_counter()
-    reference = [v.image.numpy() for v in scene.views]
+    reference = [v.image.cpu().numpy() for v in scene.views]
     afters: list[np.ndarray] = []
     entries = []
     n = len(plan.cameras)
@@ -118,7 +118,8 @@ def run_round(trainer: SplatTrainer, scene: SceneData, plan: RoundPlan, s: Stage
 
     t0 = time.perf_counter()
     edited_views = [_camera_view(plan.cameras[en["camera_index"]], torch.from_numpy(np.asarray(a, np.float32)),
-                                 f"r{plan.index}_{en['index']:03d}") for en, a in zip(entries, afters)]
+                                 f"r{plan.index}_{en['index']:03d}").to(trainer.device)
+                    for en, a in zip(entries, afters)]
     rng = np.random.default_rng(seed + plan.index)
     for it in range(s.iterations_per_round):
         if should_stop():
@@ -129,7 +130,7 @@ def run_round(trainer: SplatTrainer, scene: SceneData, plan: RoundPlan, s: Stage
             view = scene.views[rng.integers(len(scene.views))]
         losses = trainer.train_step(view)
         if (it + 1) % 25 == 0 or it + 1 == s.iterations_per_round:
-            events.emit("progress", stage="round", step=it + 1, total=s.iterations_per_round, losses=losses, **rnd)
+            events.emit("progress", stage="round", step=it + 1, total=s.iterations_per_round, losses=scalars(losses), **rnd)
     t_train = time.perf_counter() - t0
     trainer.save(job.checkpoints / f"round_{plan.index}.safetensors", {"round": plan.index})
     events.emit("timing", stage="round", render_s=round(t_render, 2), refine_s=round(t_refine, 2),

@@ -39,6 +39,14 @@ class View:
     K: Tensor  # [3, 3] render K
     appearance_index: int | None  # satellite image index, None = fixed embedding (pseudo view)
 
+    def to(self, device: torch.device | str) -> "View":
+        """This view with its tensors on ``device`` (itself when they already are)."""
+        device = torch.device(device)
+        if self.image.device == device and self.viewmat.device == device:
+            return self
+        return View(self.name, self.image.to(device, non_blocking=True), self.mask.to(device, non_blocking=True),
+                    self.viewmat.to(device), self.K.to(device), self.appearance_index)
+
     @property
     def width(self) -> int:
         return int(self.image.shape[1])
@@ -61,20 +69,28 @@ class TrainSettings:
 
 
 class SplatTrainer:
-    """Model + appearance + optimizers + densification state, with checkpoints."""
+    """Model + appearance + optimizers + densification state, with checkpoints.
+
+    Everything lives on one device (``device``, default: the model's): the model, the appearance
+    model, the optimizers' moments and the densification state; views on another device are moved
+    to it when rendered. Losses are returned as 0-d tensors on that device, so a step never waits
+    for the GPU; :func:`scalars` turns them into floats at the logging cadence.
+    """
 
     def __init__(self, model: GaussianModel, n_images: int, scene_scale: float, total_steps: int,
                  settings: TrainSettings, strategy: DensifyStrategy, *, embedding_dim: int = 32,
-                 seed: int = 0):
+                 seed: int = 0, device: torch.device | str | None = None):
         torch.manual_seed(seed)
-        self.model = model
+        self.device = torch.device(device) if device is not None else model.means.device
+        self.model = model.to(self.device)
         self.settings = settings
         self.strategy = strategy
         self.scene_scale = scene_scale
         self.total_steps = max(total_steps, 1)
-        self.appearance = AppearanceModel(n_images, embedding_dim=embedding_dim)
+        self.appearance = AppearanceModel(n_images, embedding_dim=embedding_dim).to(self.device)
         if APP_FEATURES not in model.params:
-            model.params[APP_FEATURES] = torch.nn.Parameter(self.appearance.init_features(model.num_gaussians))
+            model.params[APP_FEATURES] = torch.nn.Parameter(
+                self.appearance.init_features(model.num_gaussians).to(self.device))
         self.optimizers = model.create_optimizers(scene_scale=scene_scale)
         self.optimizers[APP_FEATURES] = torch.optim.Adam(
             [{"params": [model.params[APP_FEATURES]], "lr": 2.5e-3, "name": APP_FEATURES}], eps=1e-15, fused=True)
@@ -89,6 +105,7 @@ class SplatTrainer:
                ) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
         """(rgb [H, W, 3], alpha [H, W], depth [H, W], info) of one view."""
         m = self.model
+        view = view.to(self.device)
         viewmats = view.viewmat[None]  # [1, 4, 4]
         with torch.set_grad_enabled(with_grad):
             rgb_sh = view_colors(m.means, m.shs, viewmats, m.sh_degree)[0]  # [N, 3]
@@ -99,24 +116,27 @@ class SplatTrainer:
         return rgb[0].clamp(0, 1), alpha[0, ..., 0], depth[0, ..., 0], info
 
     # ----------------------------------------------------------------------------- step
-    def train_step(self, view: View, depth_prior: Tensor | None = None) -> dict[str, float]:
+    def train_step(self, view: View, depth_prior: Tensor | None = None) -> dict[str, Tensor | int]:
+        """One optimisation step on ``view``; returns the losses as detached 0-d tensors (no host
+        sync) and the Gaussian count. Use :func:`scalars` to log them."""
         s = self.settings
         self._schedule_lr()
+        view = view.to(self.device)
         rgb, alpha, depth, info = self.render(view)
         self.strategy.step_pre_backward(self.model.params, self.optimizers, self.state, self.step, info)
         photo = photometric_loss(rgb, view.image, view.mask, s.lambda_dssim)
         loss = photo
-        losses = {"photo": float(photo.detach())}
+        losses: dict[str, Tensor | int] = {"photo": photo.detach()}
         on = self.step >= s.opacity_reg_start and self.step - self.last_reset > s.opacity_reg_relax_steps
         opa_w = s.opacity_reg if on else 0.0
         if opa_w > 0:
             ent = opacity_entropy(self.model.opacities)
             loss = loss + opa_w * ent
-            losses["opacity_entropy"] = float(ent.detach())
+            losses["opacity_entropy"] = ent.detach()
         if depth_prior is not None and s.depth_weight > 0:
             dl = pearson_depth_loss(depth, depth_prior, (alpha > 0.5) & view.mask)
             loss = loss + s.depth_weight * dl
-            losses["depth"] = float(dl.detach())
+            losses["depth"] = dl.detach()
         loss.backward()
         for opt in (*self.optimizers.values(), self.app_optimizer):
             opt.step()
@@ -127,22 +147,23 @@ class SplatTrainer:
             self.last_reset = self.step
         self._cap_gaussians()
         self.step += 1
-        losses["loss"] = float(loss.detach())
+        losses["loss"] = loss.detach()
         losses["gaussians"] = self.model.num_gaussians
         return losses
 
-    def depth_prior_step(self, view: View, depth_model, weight: float) -> float:
+    def depth_prior_step(self, view: View, depth_model, weight: float) -> Tensor:
         """One step of the depth prior on a pseudo view: 1 - Pearson(rendered depth, the monocular
-        model's depth of the render), weighted; returns the loss value."""
+        model's depth of the render), weighted; returns the unweighted loss (detached 0-d tensor)."""
+        view = view.to(self.device)
         rgb, alpha, depth, _ = self.render(view)
-        prior = depth_model.predict(rgb.detach())  # [H, W], larger = farther
+        prior = depth_model.predict(rgb.detach()).to(self.device)  # [H, W], larger = farther
         mask = alpha.detach() > 0.5
         loss = weight * pearson_depth_loss(depth, prior, mask)
         loss.backward()
         for opt in (*self.optimizers.values(), self.app_optimizer):
             opt.step()
             opt.zero_grad(set_to_none=True)
-        return float(loss.detach()) / max(weight, 1e-12)
+        return loss.detach() / max(weight, 1e-12)
 
     def _schedule_lr(self) -> None:
         t = min(self.step / self.total_steps, 1.0)
@@ -156,7 +177,7 @@ class SplatTrainer:
         if n <= cap:
             return
         order = torch.argsort(self.model.opacities)  # weakest first
-        mask = torch.zeros(n, dtype=torch.bool)
+        mask = torch.zeros(n, dtype=torch.bool, device=order.device)
         mask[order[: n - cap]] = True
         remove(self.model.params, self.optimizers, self.state, mask)
 
@@ -170,13 +191,15 @@ class SplatTrainer:
 
     @classmethod
     def resume(cls, path: Path, n_images: int, scene_scale: float, total_steps: int, settings: TrainSettings,
-               strategy: DensifyStrategy, *, embedding_dim: int = 32, restore_optim: bool = True
-               ) -> tuple["SplatTrainer", dict[str, Any]]:
-        """A trainer restored from a checkpoint written by :meth:`save` (and its ``extra``)."""
-        model, extra = load_checkpoint(path)
-        app_features = _app_features_of(path)
+               strategy: DensifyStrategy, *, embedding_dim: int = 32, restore_optim: bool = True,
+               device: torch.device | str = "cpu") -> tuple["SplatTrainer", dict[str, Any]]:
+        """A trainer restored from a checkpoint written by :meth:`save` (and its ``extra``) onto
+        ``device``, whichever device wrote it (checkpoints hold CPU tensors)."""
+        model, extra = load_checkpoint(path, device)
+        app_features = _app_features_of(path).to(device)
         model.params[APP_FEATURES] = torch.nn.Parameter(app_features)
-        trainer = cls(model, n_images, scene_scale, total_steps, settings, strategy, embedding_dim=embedding_dim)
+        trainer = cls(model, n_images, scene_scale, total_steps, settings, strategy, embedding_dim=embedding_dim,
+                      device=device)
         trainer.appearance.load_state_dict({k[len("appearance."):]: v for k, v in extra.items()
                                             if k.startswith("appearance.")})
         if restore_optim:
@@ -197,6 +220,15 @@ def _app_features_of(path: Path) -> Tensor:
 
     with safe_open(str(path), framework="pt") as f:
         return f.get_tensor(f"params.{APP_FEATURES}")
+
+
+def scalars(losses: dict[str, Tensor | int | float]) -> dict[str, float]:
+    """The losses of :meth:`SplatTrainer.train_step` as floats (one host sync for all of them)."""
+    keys = [k for k, v in losses.items() if isinstance(v, Tensor)]
+    values = torch.stack([losses[k].float() for k in keys]).tolist() if keys else []
+    out = {k: v for k, v in losses.items() if not isinstance(v, Tensor)}
+    out.update(zip(keys, values))
+    return {k: out[k] for k in losses}
 
 
 def to_uint8(img: Tensor | np.ndarray) -> np.ndarray:

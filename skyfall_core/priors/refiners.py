@@ -216,20 +216,68 @@ def resolve_dtype(name: str, device: str) -> tuple[torch.dtype, str | None]:
     return torch.float32, note
 
 
-def place_pipeline(pipe: Any, device: str, offload: str) -> None:
-    """Put a diffusers pipeline on ``device``: model / sequential CPU offload on CUDA, else ``.to``."""
-    if str(device).startswith("cuda") and offload == "model":
+GB = 1024 ** 3
+
+
+def activation_bytes(image_size: int, batch_size: int) -> int:
+    """Headroom for one diffusion call's activations (measured order for FLUX-size transformers in
+    bf16: ~2 GB at 512 px for one image, growing with the pixels and the batch) plus the VAE."""
+    return int((1.5 + 1.0 * batch_size * (image_size / 512) ** 2) * GB)
+
+
+def choose_offload(component_bytes: dict[str, int], free_bytes: int, needed_activation_bytes: int) -> str:
+    """``none`` when every weight fits in the free GPU memory with the activations, ``model`` when
+    the largest component does (diffusers' model CPU offload keeps one on the GPU at a time),
+    else ``sequential`` (layer by layer: least memory, 5-10x slower)."""
+    total = sum(component_bytes.values())
+    largest = max(component_bytes.values(), default=0)
+    if total + needed_activation_bytes <= 0.92 * free_bytes:
+        return "none"
+    if largest + needed_activation_bytes <= 0.92 * free_bytes:
+        return "model"
+    return "sequential"
+
+
+def _component_bytes(pipe: Any) -> dict[str, int]:
+    out = {}
+    for name, comp in getattr(pipe, "components", {}).items():
+        if isinstance(comp, torch.nn.Module):
+            out[name] = sum(p.numel() * p.element_size() for p in comp.parameters())
+    return out
+
+
+def place_pipeline(pipe: Any, device: str, offload: str, *, image_size: int = 512, batch_size: int = 1) -> str:
+    """Put a diffusers pipeline on ``device``: on CUDA with no, model or sequential CPU offload
+    (``auto``: chosen from the weights' size and the GPU's free memory), else ``.to``. The VAE
+    decodes slice by slice (and in tiles above 1024 px) so batches do not spike memory.
+    Returns the offload used."""
+    on_cuda = str(device).startswith("cuda")
+    if on_cuda and offload == "auto":
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        offload = choose_offload(_component_bytes(pipe), free, activation_bytes(image_size, batch_size))
+    vae = getattr(pipe, "vae", None)
+    if on_cuda and vae is not None:
+        if batch_size > 1 and hasattr(vae, "enable_slicing"):
+            vae.enable_slicing()
+        if image_size > 1024 and hasattr(vae, "enable_tiling"):
+            vae.enable_tiling()
+    if not on_cuda:
+        pipe.to(device)
+        return "none"
+    if offload == "model":
         pipe.enable_model_cpu_offload(device=device)  # one whole component on the GPU at a time
     elif str(device).startswith("cuda") and offload == "sequential":
         pipe.enable_sequential_cpu_offload(device=device)  # layer by layer: least memory, slowest
     else:
         pipe.to(device)
+    return offload
 
 
 def _load_flowedit(settings: Any, device: str, dtype: torch.dtype) -> FlowEditRefiner:
     pipeline = FlowEditPipeline.from_pretrained(settings.refiner_model, torch_dtype=dtype,
                                                 local_files_only=hub_offline())
-    place_pipeline(pipeline.pipe, device, settings.offload)
+    place_pipeline(pipeline.pipe, device, settings.offload, image_size=settings.image_size,
+                   batch_size=settings.batch_size)
     return FlowEditRefiner(pipeline, FlowEditParams.from_settings(settings), model_id=settings.refiner_model,
                            batch_size=settings.batch_size)
 
@@ -243,7 +291,7 @@ def _load_sdedit(settings: Any, device: str, dtype: torch.dtype) -> SDEditRefine
     pipe = AutoPipelineForImage2Image.from_pretrained(settings.refiner_model, local_files_only=local,
                                                       **dtype_kwarg(dtype), **extra)
     pipe.set_progress_bar_config(disable=True)
-    place_pipeline(pipe, device, settings.offload)
+    place_pipeline(pipe, device, settings.offload, image_size=settings.image_size, batch_size=settings.batch_size)
     return SDEditRefiner(pipe, prompt=settings.target_prompt, negative_prompt=settings.source_prompt,
                          strength=settings.sdedit_strength, steps=settings.steps, guidance=settings.target_guidance,
                          model_id=settings.refiner_model, batch_size=settings.batch_size)

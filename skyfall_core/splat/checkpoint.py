@@ -113,5 +113,12 @@ def restore_optimizers(path: str | Path, model: GaussianModel,
         if not state:
             continue
         if name in steps:
-            state["step"] = torch.tensor(steps[name], dtype=torch.float32)
+            # fused/capturable Adam keeps its step counter on the parameter's device
+            state["step"] = torch.tensor(steps[name], dtype=torch.float32,
+                                         device=param.device if _step_on_device(optimizer) else "cpu")
         optimizer.state[param] = state
+
+
+def _step_on_device(optimizer: torch.optim.Optimizer) -> bool:
+    defaults = optimizer.defaults
+    return bool(defaults.get("fused") or defaults.get("capturable"))
