@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make run   - create .venv if missing, install the pinned requirements, start the app on 127.0.0.1
+#   make run   - create .venv if missing, install the locked requirements and this package (editable),
+#                start the app on 127.0.0.1
 #   make test  - the same set-up, then the whole test suite (what CI runs)
 PYTHON ?= python3
 VENV   := .venv
@@ -8,10 +9,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test bench
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -c constraints.txt -r requirements.txt -e .
 	touch $(STAMP)
 
 # On a CUDA machine with nvcc, build gsplat's kernels before the first job (about a minute, once).

@@ -1,7 +1,6 @@
 """What the pages read from job folders: progress from events, rounds, outputs, overrides, cameras."""
 
 import io
-import json
 import zipfile
 
 import numpy as np
@@ -9,11 +8,19 @@ import pytest
 
 from skyfall_core.config import config_from_dict, load_config
 from skyfall_core.errors import SkyfallError
-from skyfall_core.ui.fixtures import fabricate_job
-from skyfall_core.ui.jobs import (Jobs, check_overrides, final_outputs, list_rounds, read_job, summarise_events,
-                                  web_splat)
+from skyfall_core.ui.jobs import (
+    Jobs,
+    check_overrides,
+    final_outputs,
+    list_rounds,
+    read_job,
+    summarise_events,
+    web_splat,
+)
 from skyfall_core.ui.outputs import camera_list, camera_summary, refiner_label, rounds_zip, timing_table
 from skyfall_core.ui.reconstruct import FormValues, build_overrides, parse_advanced, schedule_from_rows, schedule_rows
+
+from fixtures_app import fabricate_job
 
 
 @pytest.fixture()

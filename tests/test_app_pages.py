@@ -14,7 +14,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from skyfall_core.config import load_config  # noqa: E402
 from skyfall_core.ui.draft import load_draft, update_draft  # noqa: E402
-from skyfall_core.ui.fixtures import fabricate_job  # noqa: E402
+
+from fixtures_app import fabricate_job  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_aoi"

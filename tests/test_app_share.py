@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skyfall_core.ui.fixtures import SPLAT_DTYPE, synthetic_splat
 from skyfall_core.ui.share import ShareCamera, ShareError, export_share, inline_script, read_share, share_html
 from skyfall_core.ui.static import STATIC_ROOT
+
+from fixtures_app import SPLAT_DTYPE, synthetic_splat
 
 VENDOR = STATIC_ROOT / "vendor"
 

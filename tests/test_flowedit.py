@@ -12,10 +12,14 @@ import torch
 
 from skyfall_core.config import Stage2Settings
 from skyfall_core.priors.flowedit import (
-    FlowEditParams, RefinementInterrupted, pack_latents, unpack_latents,
+    FlowEditParams,
+    RefinementInterrupted,
+    pack_latents,
+    unpack_latents,
 )
 from skyfall_core.priors.refiners import FlowEditRefiner, load_refiner
-from skyfall_core.priors.tiny_models import build_tiny_flux, build_tiny_sd3
+
+from tiny_models import build_tiny_flux, build_tiny_sd3
 
 SRC = "satellite image of a city, blurry, distorted"
 TAR = "clear aerial photograph of a city, sharp, detailed"

@@ -112,7 +112,7 @@ def test_bad_job_json_is_a_clear_failure(tmp_path):
 
 def test_round_loop_with_a_tiny_flowedit_model(tmp_path, sample_dir):
     pytest.importorskip("diffusers")
-    from skyfall_core.priors.tiny_models import build_tiny_flux
+    from tiny_models import build_tiny_flux
 
     model = build_tiny_flux(tmp_path / "tiny-flux")
     job = _job(tmp_path / "jobs", sample_dir, **{"stage2.refiner": "flowedit", "stage2.refiner_model": str(model),

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from skyfall_core.priors.depth import _outputs_disparity, load_depth_model, try_load_depth_model
-from skyfall_core.priors.tiny_models import build_tiny_depth
+
+from tiny_models import build_tiny_depth
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -13,9 +13,14 @@ from skyfall_core.config import Stage2Settings
 from skyfall_core.errors import ConfigError, WeightsNotFoundError
 from skyfall_core.priors.classical import ClassicalSettings, lab_stats, push_pull_fill, refine_classical
 from skyfall_core.priors.refiners import (
-    ClassicalRefiner, FlowEditRefiner, SDEditRefiner, load_refiner, resolve_dtype,
+    ClassicalRefiner,
+    FlowEditRefiner,
+    SDEditRefiner,
+    load_refiner,
+    resolve_dtype,
 )
-from skyfall_core.priors.tiny_models import build_tiny_flux, build_tiny_sd
+
+from tiny_models import build_tiny_flux, build_tiny_sd
 
 
 @pytest.fixture(autouse=True, scope="module")

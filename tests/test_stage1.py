@@ -138,7 +138,8 @@ def test_truncated_run_resumes_from_its_checkpoint(tmp_path):
 
 def test_depth_prior_step_with_a_tiny_depth_model(tmp_path):
     from skyfall_core.priors.depth import load_depth_model
-    from skyfall_core.priors.tiny_models import build_tiny_depth
+
+    from tiny_models import build_tiny_depth
 
     path = build_tiny_depth(tmp_path / "depth")
     dm = load_depth_model(str(path), "cpu")

@@ -1,4 +1,4 @@
-"""Fabricated job folders that follow the job-folder contract, for page tests and UI work.
+"""Fabricated job folders that follow the job-folder contract, for the page tests (test-only: not in the package).
 
 Nothing here runs the pipeline: the images are synthetic, the splat is a small antimatter15
 ``.splat`` (32 bytes a splat: position 3xf32, scale 3xf32, RGBA u8, quaternion u8 w,x,y,z
