@@ -44,11 +44,12 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_scenes(args: argparse.Namespace) -> int:
     from skyfall_core.config import load_config
-    from skyfall_core.geo.catalog import catalog_table, scan_scenes
+    from skyfall_core.geo.catalog import catalog_table, require_scene_files, scan_scenes
 
     cfg = load_config(args.config)
     folders = [Path(f) for f in args.folders] or cfg.catalog_folders
     cache = None if args.no_cache else cfg.workspace_root / "cache" / "catalog.json"
+    require_scene_files(folders, cfg.catalog.extensions)  # none: exit 2 naming what was looked for
     scenes = scan_scenes(folders, cfg.catalog.extensions, cache_path=cache)
     if args.json:
         print(json.dumps([s.to_dict(include_rpc=False) for s in scenes], indent=2, default=str))
@@ -63,10 +64,12 @@ def cmd_scenes(args: argparse.Namespace) -> int:
 
 def cmd_cameras(args: argparse.Namespace) -> int:
     from skyfall_core.config import load_config
+    from skyfall_core.geo.catalog import require_scene_files
     from skyfall_core.pipeline.scene import prepare_scene
 
     cfg = load_config(args.config)
     preset = cfg.preset(args.preset)
+    require_scene_files([Path(args.scenes)], cfg.catalog.extensions)
     out = Path(args.out) if args.out else None
     report = prepare_scene(Path(args.scenes), Path(args.aoi), cfg, preset, out_dir=out,
                            bias_correction=not args.no_bias_correction,
@@ -124,14 +127,19 @@ def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from skyfall_core.config import load_config
     from skyfall_core.geo.aoi import load_aoi
-    from skyfall_core.geo.catalog import find_scene_files
+    from skyfall_core.geo.catalog import no_usable_scene_error, require_scene_files, scan_scenes
     from skyfall_core.pipeline.run import create_job, run_job
 
     cfg = load_config(args.config)
     out = Path(args.out)
     if not (out / "job.json").exists():
         aoi = load_aoi(Path(args.aoi), cfg.aoi)
-        scenes = [str(p) for p in find_scene_files([Path(args.scenes)], cfg.catalog.extensions)]
+        files = require_scene_files([Path(args.scenes)], cfg.catalog.extensions)
+        cache = cfg.workspace_root / "cache" / "catalog.json"
+        found = scan_scenes(files, cfg.catalog.extensions, cache_path=cache)
+        if not any(s.ok for s in found):  # say why here, before creating a job bound to fail
+            raise no_usable_scene_error(found)
+        scenes = [str(p) for p in files]
         create_job(out, cfg=cfg, preset=args.preset, aoi=aoi.to_geojson(), scenes=scenes,
                    name=args.name or out.name, overrides=_parse_overrides(args.set), job_id=out.name)
     code = run_job(out, until="stage1" if args.stage == "1" else "all")

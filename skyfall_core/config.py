@@ -31,7 +31,8 @@ class WorkspaceConfig(_Strict):
 
 class CatalogConfig(_Strict):
     folders: list[Path] = [Path("sample_aoi/scenes")]  # scanned for scenes; relative to config
-    extensions: list[str] = [".tif", ".tiff", ".ntf", ".nitf"]
+    # PNG/JPEG count only with an RPC sidecar; a .TIL is a mosaic of the tiles it lists
+    extensions: list[str] = [".tif", ".tiff", ".ntf", ".nitf", ".jp2", ".til", ".png", ".jpg", ".jpeg"]
 
 
 class DeviceConfig(_Strict):

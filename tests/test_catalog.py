@@ -374,7 +374,7 @@ def test_metadata_json_next_to_the_image(tmp_path):
     s = read_scene(path)  # the RPC comes from the tags: the json's broken rpc block is not used
     assert s.ok, s.error
     assert (s.sun_elevation, s.sun_azimuth, s.min_alt, s.max_alt) == (41.5, 150.0, -5.0, 25.0)
-    assert s.acquired == datetime(2015, 1, 1, 16, tzinfo=timezone.utc) and s.rpc_source == "tags"
+    assert s.acquired == datetime(2015, 1, 1, 16, tzinfo=timezone.utc) and s.rpc_source == "GeoTIFF tags"
     no_tags = write_raster(tmp_path / "w.tif", textured())
     (tmp_path / "w.json").write_text(json.dumps({**meta, "rpc": rpc.to_dict()}))
     assert read_scene(no_tags).rpc_source == "w.json"

@@ -261,12 +261,10 @@ def select_usable(aoi: AOI, scenes: Sequence[Scene], min_coverage: float, min_vi
     :class:`~skyfall_core.errors.MixedUnitsError` when the usable ones mix reflectance and DNs.
     """
     candidates = [s for s in scenes if s.ok and s.footprint is not None]
-    if not candidates:
-        broken = [s for s in scenes if not s.ok]
-        detail = f"; e.g. {broken[0].error}" if broken else ""
-        raise TooFewViewsError(f"no usable scene ({len(scenes)} listed, {len(broken)} with errors{detail})",
-                               path=aoi.source,
-                               fix="add GeoTIFF/NITF scenes with RPCs to the catalog folders")
+    if not candidates:  # each file and why it cannot be used (not the AOI's fault)
+        from skyfall_core.geo.catalog import no_usable_scene_error
+
+        raise no_usable_scene_error(scenes)
     cov = [coverage(aoi, s) for s in candidates]
     if max(cov) <= 0.0:
         near, dist = _nearest(aoi, candidates)

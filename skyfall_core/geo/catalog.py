@@ -21,6 +21,13 @@ Metadata sources, in the order tried:
   acquisition time (``sun_source`` tells which).
 - The Sat-NeRF json is looked for next to the image (``<stem>.json``) and in a sibling
   ``rpcs_raw/`` folder (the layout of the Sat-NeRF/DFC2019 data sets).
+- RPC: see :func:`skyfall_core.geo.rpc.rpc_from_dataset` (GDAL first, then the sidecars named
+  like the image), then the Sat-NeRF json; ``rpc_source`` says which ('GeoTIFF tags', 'NITF
+  tags', 'JPEG 2000 metadata', or the sidecar's / json's file name).
+
+Scene files (:func:`find_scene_files`): the configured extensions (GeoTIFF, NITF, JPEG 2000,
+Maxar ``.TIL`` mosaics — whose tiles are then not listed on their own), and PNG/JPEG images only
+when an RPC sidecar is next to them (quicklooks and browse images of a delivery have none).
 """
 
 from __future__ import annotations
@@ -38,13 +45,22 @@ from typing import Any
 
 import numpy as np
 
-from skyfall_core.errors import ConfigError, CorruptRasterError, MissingRPCError, SkyfallError
-from skyfall_core.geo.imageio import open_raster, probe_readable
-from skyfall_core.geo.rpc import RPCModel, read_rpb, read_rpc_txt, read_satnerf_json, sidecar_candidates
+from skyfall_core.errors import ConfigError, CorruptRasterError, MissingRPCError, SkyfallError, TooFewViewsError
+from skyfall_core.geo.imageio import open_raster, probe_readable, til_tiles
+from skyfall_core.geo.rpc import (
+    RPCModel,
+    has_rpc_sidecar,
+    missing_rpc_error,
+    read_satnerf_json,
+    rpc_from_dataset,
+    sidecar_candidates,
+    sidecar_hint,
+)
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: rpc_source names the format of embedded RPCs; more sidecars in the signature
+IMAGE_ONLY_SUFFIXES = (".png", ".jpg", ".jpeg")  # scenes only with an RPC sidecar next to them
 FOOTPRINT_POINTS_PER_SIDE = 16  # border samples a side localised for the footprint polygon
 _SENSOR_CODE = re.compile(r"(WV0[1-4]|WV110|GE01|QB02|IK02|PHR1[AB]|PNEO[34]|SPOT ?[67])")
 
@@ -72,7 +88,7 @@ class Scene:
     min_alt: float | None = None  # scene height range from a Sat-NeRF json (metres, ellipsoidal)
     max_alt: float | None = None
     rpc: RPCModel | None = None
-    rpc_source: str | None = None  # 'tags', a sidecar file name, or the json file name
+    rpc_source: str | None = None  # 'GeoTIFF tags' (etc.: in the file), or the sidecar's/json's file name
     metadata_json: Path | None = None  # the Sat-NeRF json used, if any
     error: str | None = None  # why the scene cannot be used (the typed error's message)
 
@@ -294,21 +310,12 @@ def _rpc_of(ds, path: Path, meta_path: Path | None) -> tuple[RPCModel, str]:
 
 
 def _find_rpc(ds, path: Path, meta_path: Path | None) -> tuple[RPCModel, str]:
-    md = ds.tags(ns="RPC")
-    if md:
-        used = [Path(f).name for f in ds.files if Path(f) in sidecar_candidates(path)]
-        return RPCModel.from_gdal(md, source=path), (used[0] if used else "tags")
-    for side in sidecar_candidates(path):
-        if side.is_file():
-            rpc = read_rpb(side) if side.suffix.lower() == ".rpb" else read_rpc_txt(side)
-            return rpc, side.name
+    found = rpc_from_dataset(ds, path)
+    if found is not None:
+        return found
     if meta_path is not None:
         return read_satnerf_json(meta_path)[0], meta_path.name
-    raise MissingRPCError(
-        "no RPC camera model in the raster's metadata, no .RPB/_RPC.TXT sidecar and no Sat-NeRF json",
-        path=path,
-        fix=f"use the vendor's original (non-orthorectified) product, or put its RPC next to it as "
-            f"{path.with_suffix('.RPB').name} or {path.stem}_RPC.TXT")
+    raise missing_rpc_error(path, also=" or Sat-NeRF json")
 
 
 def read_scene(path: str | Path) -> Scene:
@@ -359,7 +366,8 @@ def _with_geometry(scene: Scene, tags: dict[str, str], imd: dict[str, str], meta
 # ----------------------------------------------------------------------------- scanning + cache
 def _signature(path: Path) -> list[list[Any]]:
     """(name, size, mtime_ns) of the image and of every existing file its metadata may come from."""
-    files = [path, *sidecar_candidates(path), path.with_suffix(".IMD"), path.with_suffix(".imd"),
+    files = [path, *sidecar_candidates(path), path.with_name(path.name + ".aux.xml"),
+             path.with_suffix(".IMD"), path.with_suffix(".imd"),
              path.with_suffix(".json"), path.parent.parent / "rpcs_raw" / f"{path.stem}.json"]
     sig = []
     for f in dict.fromkeys(files):
@@ -400,11 +408,38 @@ def _save_cache(cache_path: Path, entries: dict[str, Any]) -> None:
     os.replace(tmp, cache_path)
 
 
-def find_scene_files(folders: Iterable[str | Path], extensions: Sequence[str]) -> list[Path]:
-    """Files under ``folders`` (recursively; a folder entry may also be a file) with one of the
-    ``extensions`` (case-insensitive, with or without the dot), sorted, without duplicates."""
-    exts = {("." + e.lstrip(".")).lower() for e in extensions}
+def _exts(extensions: Sequence[str]) -> list[str]:
+    """Lower-case extensions with the dot, in the given order, without duplicates."""
+    return list(dict.fromkeys(("." + e.lstrip(".")).lower() for e in extensions))
+
+
+def _has_rpc_nearby(path: Path) -> bool:
+    """Whether a PNG/JPEG has something that may hold its RPC: a sidecar, .aux.xml or Sat-NeRF json."""
+    return has_rpc_sidecar(path) or find_satnerf_json(path) is not None
+
+
+def _til_members(til: Path) -> set[Path]:
+    try:
+        return {t["filename"].resolve() for t in til_tiles(til)}
+    except SkyfallError:  # an unreadable .TIL is listed with its error by read_scene
+        return set()
+
+
+@dataclass(frozen=True)
+class FolderContents:
+    """What :func:`survey_scene_files` found: the scene files, and what it passed over."""
+
+    scenes: list[Path]
+    without_rpc: list[Path]  # PNG/JPEG images with no RPC sidecar (not scenes)
+    others: list[Path]  # files of no scene extension (sidecars, archives, documents, ...)
+
+
+def survey_scene_files(folders: Iterable[str | Path], extensions: Sequence[str]) -> FolderContents:
+    """The scene files under ``folders`` (see :func:`find_scene_files`) and the files passed over."""
+    exts = _exts(extensions)
     found: dict[Path, None] = {}
+    without_rpc: list[Path] = []
+    others: list[Path] = []
     for folder in folders:
         folder = Path(folder)
         if folder.is_file():
@@ -414,9 +449,88 @@ def find_scene_files(folders: Iterable[str | Path], extensions: Sequence[str]) -
             raise ConfigError("scene folder not found", path=folder,
                               fix="create it, or correct/remove it in [catalog] folders of config.toml")
         for p in sorted(folder.rglob("*")):
-            if p.suffix.lower() in exts and p.is_file():
+            if not p.is_file():
+                continue
+            suffix = p.suffix.lower()
+            if suffix not in exts:
+                others.append(p)
+            elif suffix in IMAGE_ONLY_SUFFIXES and not _has_rpc_nearby(p):
+                without_rpc.append(p)
+            else:
                 found[p.resolve()] = None
-    return sorted(found)
+    tiles: set[Path] = set()
+    for p in found:
+        if p.suffix.lower() == ".til":
+            tiles |= _til_members(p)
+    return FolderContents(sorted(p for p in found if p not in tiles), without_rpc, others)
+
+
+def find_scene_files(folders: Iterable[str | Path], extensions: Sequence[str]) -> list[Path]:
+    """Files under ``folders`` (recursively; a folder entry may also be a file) with one of the
+    ``extensions`` (case-insensitive, with or without the dot), sorted, without duplicates.
+
+    PNG/JPEG files count only with an RPC sidecar next to them, and the tiles a ``.TIL`` lists
+    are not scenes of their own (the .TIL is)."""
+    return survey_scene_files(folders, extensions).scenes
+
+
+def _names(paths: Sequence[Path], n: int = 5) -> str:
+    shown = ", ".join(p.name for p in paths[:n])
+    return shown + (f" and {len(paths) - n} more" if len(paths) > n else "")
+
+
+def require_scene_files(folders: Iterable[str | Path], extensions: Sequence[str]) -> list[Path]:
+    """:func:`find_scene_files`, raising :class:`TooFewViewsError` when it finds nothing.
+
+    The message names the folders and the extensions looked for, and what was passed over
+    (PNG/JPEG without an RPC sidecar, archives to unpack, other files), with the fix.
+    """
+    folders = [Path(f) for f in folders]
+    got = survey_scene_files(folders, extensions)
+    if got.scenes:
+        return got.scenes
+    exts = _exts(extensions)
+    plain = [e for e in exts if e not in IMAGE_ONLY_SUFFIXES]
+    looked = ", ".join(plain)
+    if any(e in IMAGE_ONLY_SUFFIXES for e in exts):
+        looked += ", and " + "/".join(e for e in exts if e in IMAGE_ONLY_SUFFIXES) + " images with an RPC sidecar"
+    where = ", ".join(str(f) for f in folders) or "(no folder given)"
+    problem = f"no satellite scene found (looked for {looked}, in subfolders too)"
+    if got.without_rpc:
+        first = got.without_rpc[0]
+        problem += (f"; {len(got.without_rpc)} image(s) have no RPC camera model next to them: "
+                    f"{_names(got.without_rpc)}")
+        fix = (f"put each image's RPC beside it, named like the image (for {first.name}: "
+               f"{sidecar_hint(first)}), or use the vendor's original GeoTIFF/NITF/JPEG 2000 product")
+    else:
+        archives = [p for p in got.others if p.suffix.lower() in (".zip", ".tar", ".gz", ".tgz", ".7z")]
+        if archives:
+            problem += f"; it holds archive(s) to unpack first: {_names(archives)}"
+        elif got.others:
+            problem += f"; it holds {len(got.others)} other file(s): {_names(got.others)}"
+        else:
+            problem += "; the folder is empty"
+        fix = ("put the vendor's images (with their RPC sidecars) in the folder, unpacked, or point to the folder "
+               "that holds them" + ("" if not archives else " (unzip the delivery)"))
+    raise TooFewViewsError(problem, path=where, fix=fix)
+
+
+def no_usable_scene_error(scenes: Sequence[Scene], max_listed: int = 20) -> TooFewViewsError:
+    """The error when none of ``scenes`` can be used: each file and why (or that there are none)."""
+    if not scenes:
+        return TooFewViewsError(
+            "no usable scene: the scene list is empty",
+            fix="add the vendor's images (GeoTIFF/NITF/JPEG 2000 with their RPCs) to the scene folder, "
+                "or select scenes")
+    broken = [s for s in scenes if not s.ok or s.footprint is None]
+    lines = [f"  - {s.error}" if s.error and str(s.path) in s.error else
+             f"  - {s.path}: {s.error or 'no footprint (re-scan the folder)'}" for s in broken[:max_listed]]
+    if len(broken) > max_listed:
+        lines.append(f"  - ... and {len(broken) - max_listed} more")
+    return TooFewViewsError(
+        f"no usable scene: none of the {len(scenes)} scene file(s) can be used:\n" + "\n".join(lines) + "\n",
+        fix="fix or remove the files above, as each line says (most often: give each image its RPC, in "
+            "its tags or a sidecar named like it)")
 
 
 def scan_scenes(folders: Iterable[str | Path], extensions: Sequence[str],

@@ -19,8 +19,11 @@ the window ``(row0, col0, height, width)`` covers pixels ``row0 .. row0+height-1
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
@@ -28,21 +31,99 @@ from skyfall_core.errors import CorruptRasterError, MixedUnitsError
 
 _RGB_NAMES = {"red": 0, "r": 0, "green": 1, "g": 1, "blue": 2, "b": 2}
 _MAX_PERCENTILE_SAMPLES = 4_000_000  # valid pixels a band used to find the stretch percentiles
-_CORRUPT_FIX = "check the file is a complete GeoTIFF/NITF (re-download or re-export it)"
+_PROBE_MAX_PX = 512  # side of the windows probe_readable reads
+_CORRUPT_FIX = "check the file is a complete GeoTIFF/NITF/JPEG 2000 image (re-download or re-export it)"
 
 
 def open_raster(path: str | Path):
-    """Open a raster with rasterio; raise :class:`CorruptRasterError` naming it if GDAL cannot."""
+    """Open a raster with rasterio; raise :class:`CorruptRasterError` naming it if GDAL cannot.
+
+    Any format GDAL reads (GeoTIFF, NITF, JPEG 2000, PNG, JPEG, a Maxar ``.TIL`` mosaic, ...).
+    A ``.TIL`` that GDAL's TIL driver refuses (it needs the ``.IMD``) is opened as a VRT of the
+    tiles it lists. rasterio's ``NotGeoreferencedWarning`` (raw satellite images have RPCs,
+    not a geotransform) is silenced here, for these reads only.
+    """
     import rasterio
-    from rasterio.errors import RasterioError
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
     path = Path(path)
     if not path.is_file():
         raise CorruptRasterError("file not found", path=path, fix="check the path")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        try:
+            return rasterio.open(path)
+        except RasterioError as exc:
+            if path.suffix.lower() != ".til":
+                raise CorruptRasterError(f"cannot open raster ({exc})", path=path, fix=_CORRUPT_FIX) from exc
+            first_error = exc
+        try:
+            return rasterio.open(til_vrt(path))
+        except RasterioError as exc:
+            raise CorruptRasterError(f"cannot open the .TIL mosaic ({first_error}; as a VRT of its tiles: {exc})",
+                                     path=path, fix="keep the .TIL with all the tiles it lists (and its .IMD "
+                                                    "and .RPB) in one folder, as delivered") from exc
+
+
+def til_tiles(path: str | Path) -> list[dict]:
+    """The tiles a Maxar ``.TIL`` lists: dicts of ``filename`` (a Path beside the .TIL) and the
+    inclusive pixel offsets ``ULColOffset``, ``ULRowOffset``, ``LRColOffset``, ``LRRowOffset``."""
+    path = Path(path)
     try:
-        return rasterio.open(path)
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise CorruptRasterError(f"cannot read the .TIL file ({exc})", path=path, fix=_CORRUPT_FIX) from exc
+    tiles = []
+    for group in re.findall(r"BEGIN_GROUP\s*=\s*TILE_\d+(.*?)END_GROUP", text, flags=re.S):
+        kv = dict(re.findall(r"^\s*(\w+)\s*=\s*\"?([^\";\n]*)\"?\s*;", group, flags=re.M))
+        try:
+            offsets = {k: int(float(kv[k])) for k in ("ULColOffset", "ULRowOffset", "LRColOffset", "LRRowOffset")}
+            tiles.append({"filename": path.parent / kv["filename"].strip(), **offsets})
+        except (KeyError, ValueError) as exc:
+            raise CorruptRasterError(f"a tile entry of the .TIL file is incomplete ({exc!r})", path=path,
+                                     fix="use the .TIL as delivered with its tiles") from exc
+    if not tiles:
+        raise CorruptRasterError("the .TIL file lists no tile", path=path,
+                                 fix="use the .TIL as delivered with its tiles")
+    return tiles
+
+
+def til_vrt(path: str | Path) -> str:
+    """A GDAL VRT (XML text) mosaicking the tiles of a Maxar ``.TIL`` at their offsets."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    path = Path(path)
+    tiles = til_tiles(path)
+    missing = [t["filename"].name for t in tiles if not t["filename"].is_file()]
+    if missing:
+        raise CorruptRasterError(f"{len(missing)} tile(s) of the .TIL mosaic are missing (e.g. {missing[0]})",
+                                 path=path, fix="copy every tile the .TIL lists next to it, as delivered")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(tiles[0]["filename"]) as first:
+                count, dtype = first.count, first.dtypes[0]
     except RasterioError as exc:
-        raise CorruptRasterError(f"cannot open raster ({exc})", path=path, fix=_CORRUPT_FIX) from exc
+        raise CorruptRasterError(f"cannot open the tile {tiles[0]['filename'].name} ({exc})", path=path,
+                                 fix=_CORRUPT_FIX) from exc
+    gdal_type = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+                 "int32": "Int32", "float32": "Float32", "float64": "Float64"}.get(dtype, "Float32")
+    width = max(t["LRColOffset"] for t in tiles) + 1
+    height = max(t["LRRowOffset"] for t in tiles) + 1
+    bands = []
+    for b in range(1, count + 1):
+        sources = []
+        for t in tiles:
+            w, h = t["LRColOffset"] - t["ULColOffset"] + 1, t["LRRowOffset"] - t["ULRowOffset"] + 1
+            sources.append(
+                f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(t["filename"].resolve()))}'
+                f'</SourceFilename><SourceBand>{b}</SourceBand>'
+                f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+                f'<DstRect xOff="{t["ULColOffset"]}" yOff="{t["ULRowOffset"]}" xSize="{w}" ySize="{h}"/>'
+                '</SimpleSource>')
+        bands.append(f'<VRTRasterBand dataType={quoteattr(gdal_type)} band="{b}">{"".join(sources)}</VRTRasterBand>')
+    return f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">{"".join(bands)}</VRTDataset>'
 
 
 def units_of(dtype: str | np.dtype) -> str:
@@ -207,7 +288,7 @@ def probe_readable(ds, path: str | Path) -> None:
     from rasterio.errors import RasterioError
     from rasterio.windows import Window
 
-    bh, bw = ds.block_shapes[0]
+    bh, bw = (min(v, _PROBE_MAX_PX) for v in ds.block_shapes[0])
     last = Window((ds.width - 1) // bw * bw, (ds.height - 1) // bh * bh,
                   ds.width - (ds.width - 1) // bw * bw, ds.height - (ds.height - 1) // bh * bh)
     try:

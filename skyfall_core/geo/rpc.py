@@ -10,15 +10,24 @@ Conventions
 - Coefficient order: the standard RPC00B order (as GDAL and the Sat-NeRF json use):
   ``1, L, P, H, LP, LH, PH, L², P², H², PLH, L³, LP², LH², L²P, P³, PH², L²H, P²H, H³`` with
   L, P, H the normalised longitude, latitude and height.
+
+Where an image's RPC comes from (:func:`rpc_from_dataset`): whatever GDAL finds for it first —
+tags in the file (GeoTIFF, NITF RPC00B, JPEG 2000 boxes) or a sidecar that GDAL's metadata
+readers know (Maxar ``.RPB``, ``_RPC.TXT``, Pléiades/SPOT DIMAP ``RPC_*.XML`` beside an
+``IMG_*_R<i>C<j>`` image, Maxar ``.TIL`` mosaics, ``.aux.xml``); else the hand-written readers
+below, on the sidecars named like the image (:func:`sidecar_candidates`) — the same formats
+for images GDAL reads no sidecar for (PNG, JPEG) or named otherwise, plus ``.rpc`` files.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 
@@ -209,14 +218,18 @@ def read_rpb(path: str | Path) -> RPCModel:
 
 
 def read_rpc_txt(path: str | Path) -> RPCModel:
-    """Read an ``_RPC.TXT`` sidecar (``LINE_OFF: 1234.00 pixels``, ``LINE_NUM_COEFF_1: ...``)."""
+    """Read an ``_RPC.TXT`` sidecar (``LINE_OFF: 1234.00 pixels``, ``LINE_NUM_COEFF_1: ...``).
+
+    ``=`` or blanks may separate key and value too (the ``.rpc`` files of some tools).
+    """
     path = Path(path)
     md: dict[str, str] = {}
     coeffs: dict[str, dict[int, str]] = {k: {} for k in _GDAL_COEFFS}
     for line in path.read_text(errors="replace").splitlines():
-        if ":" not in line:
+        kv = re.match(r"\s*([A-Za-z_]\w*)\s*(?:[:=]|\s)\s*(\S.*)$", line)
+        if kv is None:
             continue
-        key, value = (s.strip() for s in line.split(":", 1))
+        key, value = kv.group(1).upper(), kv.group(2).strip()
         m = re.fullmatch(r"(LINE_NUM_COEFF|LINE_DEN_COEFF|SAMP_NUM_COEFF|SAMP_DEN_COEFF)_(\d+)", key)
         if m:
             coeffs[m.group(1)][int(m.group(2))] = value
@@ -246,38 +259,218 @@ def read_satnerf_json(path: str | Path) -> tuple[RPCModel, dict[str, Any]]:
                               fix="give all RPC00B offsets, scales and the four 20-coefficient lists") from exc
 
 
+def read_rpc_text(path: str | Path) -> RPCModel:
+    """Read a ``KEY: value`` RPC text sidecar (``_RPC.TXT``, ``.rpc``), or an ``.RPB`` by another name.
+
+    Lines are ``LINE_OFF: +004096.00 pixels``, ``LINE_NUM_COEFF_1: ...`` (``=`` or blanks
+    may separate key and value too); a file in the ``.RPB`` layout (``lineOffset = ...;``) is
+    read as one.
+    """
+    path = Path(path)
+    text = path.read_text(errors="replace")
+    if re.search(r"^\s*lineOffset\s*=", text, flags=re.M):
+        return read_rpb(path)
+    return read_rpc_txt(path)
+
+
+def _local(tag: Any) -> str:
+    """An XML tag without its namespace."""
+    return str(tag).rsplit("}", 1)[-1]
+
+
+_DIMAP_FIX = ("use the RPC_*.XML delivered with the image, unmodified (DIMAP layouts: Pléiades/SPOT 6/7 "
+              "<Inverse_Model>, Pléiades Neo <GroundtoImage_Values>, each with <RFM_Validity>)")
+
+
+def read_dimap_rpc(path: str | Path) -> RPCModel:
+    """Read a DIMAP RPC XML (``RPC_*.XML`` of Pléiades 1A/1B, Pléiades Neo, SPOT 6/7).
+
+    Both layouts under ``Rational_Function_Model/Global_RFM``: the ground-to-image
+    coefficients in ``Inverse_Model`` (DIMAP V2: Pléiades 1A/1B, SPOT 6/7) or in
+    ``GroundtoImage_Values`` (DIMAP V3: Pléiades Neo), ``SAMP_NUM_COEFF_1..20`` etc. in the
+    RPC00B order, and the offsets and scales in ``RFM_Validity``.
+
+    Pixel convention: the DIMAP ``LINE_OFF``/``SAMP_OFF`` count the top-left pixel centre as
+    (1, 1), except in Pléiades Neo files (``METADATA_PROFILE`` ``PNEO_SENSOR``), which count it
+    as (0, 0); one is subtracted where needed so the model follows ours (0-based pixel centres).
+    This is GDAL's rule (its Pléiades metadata reader, GDAL 3.10: checked in the tests against
+    GDAL reading the same file) and rpcm's for Pléiades 1A/1B and SPOT 6/7.
+    """
+    path = Path(path)
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (OSError, ElementTree.ParseError) as exc:
+        raise MissingRPCError(f"cannot read the DIMAP RPC XML ({exc})", path=path, fix=_DIMAP_FIX) from exc
+    first: dict[str, ElementTree.Element] = {}
+    for el in root.iter():
+        first.setdefault(_local(el.tag), el)
+    model = first.get("Inverse_Model")
+    if model is None:
+        model = first.get("GroundtoImage_Values")
+    validity = first.get("RFM_Validity")
+    if model is None or validity is None:
+        raise MissingRPCError("not a DIMAP RPC file (no <Inverse_Model> or <GroundtoImage_Values>, or no "
+                              "<RFM_Validity>)", path=path, fix=_DIMAP_FIX)
+    coeffs = {_local(c.tag).upper(): (c.text or "").strip() for c in model}
+    scalars = {_local(c.tag).upper(): (c.text or "").strip() for c in validity}
+    md = {k: scalars[k] for k in _GDAL_SCALARS if scalars.get(k)}
+    for key in _GDAL_COEFFS:
+        values = [coeffs.get(f"{key}_{i}") for i in range(1, 21)]
+        if all(values):
+            md[key] = " ".join(values)  # type: ignore[arg-type]
+    missing = [k for k in (*_GDAL_SCALARS, *_GDAL_COEFFS) if k not in md]
+    if missing:
+        raise MissingRPCError(f"the DIMAP RPC XML is incomplete (missing {', '.join(missing[:4])})",
+                              path=path, fix=_DIMAP_FIX)
+    profile = first.get("METADATA_PROFILE")
+    first_px = 0.0 if profile is not None and (profile.text or "").strip().upper() == "PNEO_SENSOR" else 1.0
+    try:
+        for key in ("LINE_OFF", "SAMP_OFF"):
+            md[key] = repr(_parse_number(md[key]) - first_px)
+        return RPCModel.from_gdal(md, source=path)
+    except ValueError as exc:  # a value that is not a number, or a short coefficient list
+        raise MissingRPCError(f"the DIMAP RPC XML is malformed ({exc})", path=path, fix=_DIMAP_FIX) from exc
+
+
+def read_sidecar(path: str | Path) -> RPCModel:
+    """Read an RPC sidecar of any supported kind, by its name: ``.RPB``, DIMAP ``.XML``, else text."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".rpb":
+            return read_rpb(path)
+        if suffix == ".xml":
+            return read_dimap_rpc(path)
+        return read_rpc_text(path)
+    except ValueError as exc:  # a value that is not a number, or a wrong coefficient count
+        raise MissingRPCError(f"the RPC sidecar is malformed ({exc})", path=path,
+                              fix="replace it with the vendor's original file") from exc
+    except OSError as exc:
+        raise MissingRPCError(f"cannot read the RPC sidecar ({exc})", path=path,
+                              fix="check the file's permissions, or replace it with the vendor's original") from exc
+
+
 def sidecar_candidates(image: str | Path) -> list[Path]:
-    """Sidecar files that may hold the RPC of ``image``, in the order they are tried."""
+    """Sidecar files that may hold the RPC of ``image``, in the order they are tried.
+
+    ``<stem>.RPB``, ``<stem>_RPC.TXT``, ``<stem>.rpc`` (any case of the usual spellings), and
+    the DIMAP ``RPC_<stem>.XML``; for a Pléiades/SPOT ``IMG_<product>[_R<i>C<j>]`` image also
+    ``RPC_<product>.XML``.
+    """
     image = Path(image)
-    stem = image.with_suffix("")
-    names = [stem.with_suffix(".RPB"), stem.with_suffix(".rpb"),
-             Path(f"{stem}_RPC.TXT"), Path(f"{stem}_rpc.txt")]
-    return names
+    folder, stem = image.parent, image.stem
+    names = [f"{stem}.RPB", f"{stem}.rpb", f"{stem}_RPC.TXT", f"{stem}_rpc.txt",
+             f"{stem}.RPC", f"{stem}.rpc"]
+    bases = [stem]
+    if stem.upper().startswith("IMG_"):
+        bases += [stem[4:], re.sub(r"_R\d+C\d+$", "", stem[4:], flags=re.I)]
+    for base in dict.fromkeys(bases):
+        names += [f"RPC_{base}.XML", f"RPC_{base}.xml"]
+    return [folder / n for n in dict.fromkeys(names)]
+
+
+def sidecar_hint(image: str | Path) -> str:
+    """The sidecar names to suggest for ``image`` in a fix ('a.RPB, a_RPC.TXT, a.rpc or RPC_a.XML')."""
+    stem = Path(image).stem
+    return f"{stem}.RPB, {stem}_RPC.TXT, {stem}.rpc or (DIMAP) RPC_{stem}.XML"
+
+
+def has_rpc_sidecar(image: str | Path) -> bool:
+    """Whether a file next to ``image`` may hold its RPC (a sidecar or a GDAL ``.aux.xml`` with one)."""
+    image = Path(image)
+    if any(p.is_file() for p in sidecar_candidates(image)):
+        return True
+    aux = image.with_name(image.name + ".aux.xml")
+    try:
+        return aux.is_file() and 'domain="RPC"' in aux.read_text(errors="replace")
+    except OSError:
+        return False
+
+
+# What GDAL calls an RPC stored inside the image file, by driver.
+_EMBEDDED = {"GTiff": "GeoTIFF tags", "COG": "GeoTIFF tags", "NITF": "NITF tags",
+             "JP2OpenJPEG": "JPEG 2000 metadata", "JP2KAK": "JPEG 2000 metadata", "VRT": "VRT metadata"}
+
+
+def _rpc_file_rank(name: str) -> int | None:
+    """How likely a file GDAL opened with an image holds its RPC (0 = an RPC file; None = never)."""
+    low = name.lower()
+    if low.endswith((".rpb", "_rpc.txt", ".rpc")) or (low.startswith("rpc_") and low.endswith(".xml")):
+        return 0
+    if low.endswith(".aux.xml"):
+        return 2
+    if low.endswith(".xml"):  # a Maxar .XML holding an RPB block
+        return 1
+    return None
+
+
+def _gdal_rpc_source(ds, image: Path, md: dict[str, str]) -> str:
+    """Where GDAL found the RPC metadata ``md`` of ``ds``: its own tags, or which sidecar.
+
+    GDAL merges sidecars into the metadata silently (and a GeoTIFF's ``.RPB`` wins over its
+    tags), so the file is opened again with sibling files and ``.aux.xml`` hidden: the RPC
+    found then is the one inside the file.
+    """
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    own: dict[str, str] = {}
+    try:
+        with warnings.catch_warnings(), rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR",
+                                                     GDAL_PAM_ENABLED="NO"):
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(image) as bare:
+                own = bare.tags(ns="RPC")
+    except RasterioError:  # e.g. a .TIL, which GDAL cannot open without its sidecars
+        pass
+    embedded = _EMBEDDED.get(ds.driver, f"{ds.driver} metadata")
+    if own and own == md:
+        return embedded
+    me = image.resolve()
+    ranked = sorted((rank, Path(f).name) for f in ds.files
+                    if Path(f).resolve() != me and (rank := _rpc_file_rank(Path(f).name)) is not None)
+    return ranked[0][1] if ranked else embedded
+
+
+def rpc_from_dataset(ds, image: str | Path) -> tuple[RPCModel, str] | None:
+    """The RPC of the open raster ``ds`` (of file ``image``) and where it came from, or None.
+
+    GDAL's RPC metadata first (see the module docstring); its source is reported truthfully:
+    ``'GeoTIFF tags'``/``'NITF tags'``/``'JPEG 2000 metadata'`` when it is stored in the file,
+    else the name of the sidecar GDAL read. Then the hand-written readers on
+    :func:`sidecar_candidates` (source: the sidecar's name).
+    """
+    image = Path(image)
+    md = ds.tags(ns="RPC")
+    if md:
+        return RPCModel.from_gdal(md, source=image), _gdal_rpc_source(ds, image, md)
+    for side in sidecar_candidates(image):
+        if side.is_file():
+            return read_sidecar(side), side.name
+    return None
+
+
+def missing_rpc_error(image: str | Path, also: str = "") -> MissingRPCError:
+    """The error for an image without an RPC, naming it and the sidecars it could have."""
+    image = Path(image)
+    return MissingRPCError(
+        f"no RPC camera model in the raster's metadata and no RPC sidecar{also}",
+        path=image,
+        fix=f"use the vendor's original (non-orthorectified) product, or put its RPC next to it as "
+            f"{sidecar_hint(image)}")
 
 
 def read_rpc(image: str | Path) -> RPCModel:
-    """The RPC of an image: from its tags (GeoTIFF/NITF via GDAL), else from a sidecar.
+    """The RPC of an image: from its tags or a sidecar GDAL reads, else a sidecar read here.
 
     Raises :class:`MissingRPCError` naming the file when none is found, and
     :class:`CorruptRasterError` when the file cannot be opened.
     """
-    import rasterio
-    from rasterio.errors import RasterioIOError
+    from skyfall_core.geo.imageio import open_raster
 
     image = Path(image)
-    try:
-        with rasterio.open(image) as ds:
-            md = ds.tags(ns="RPC")
-    except RasterioIOError as exc:
-        raise CorruptRasterError(f"cannot open raster ({exc})", path=image,
-                                 fix="check the file is a complete GeoTIFF/NITF (re-download or re-export it)") from exc
-    if md:
-        return RPCModel.from_gdal(md, source=image)
-    for side in sidecar_candidates(image):
-        if side.exists():
-            return read_rpb(side) if side.suffix.lower() == ".rpb" else read_rpc_txt(side)
-    raise MissingRPCError(
-        "no RPC camera model in the raster's metadata and no .RPB/_RPC.TXT sidecar",
-        path=image,
-        fix=f"use the vendor's original (non-orthorectified) product, or put its RPC next to it as "
-            f"{image.with_suffix('.RPB').name} or {image.stem}_RPC.TXT")
+    with open_raster(image) as ds:
+        found = rpc_from_dataset(ds, image)
+    if found is None:
+        raise missing_rpc_error(image)
+    return found[0]

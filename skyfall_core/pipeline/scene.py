@@ -104,7 +104,7 @@ def prepare_scene(scenes: Path | list[Path], aoi_source: Path | dict, cfg: Confi
         found = [read_scene(p) for p in scenes]
     broken = [s for s in found if not s.ok]
     aoi = load_aoi(aoi_source, cfg.aoi)
-    usable = select_usable(aoi, [s for s in found if s.ok], cfg.aoi.min_coverage, cfg.aoi.min_views)
+    usable = select_usable(aoi, found, cfg.aoi.min_coverage, cfg.aoi.min_views)  # it lists the broken ones
     messages = [f"skipped {s.id}: {s.error}" for s in broken]
     for m in messages:
         say(m)

@@ -1,7 +1,8 @@
 """Scene uploads from the browser: checked, then stored under the workspace (never a shared temp folder).
 
-Accepted: a raster (GeoTIFF/NITF) with its RPC sidecars (.RPB, _RPC.TXT, .IMD, Sat-NeRF .json), or
-a .zip of such files. Every name is a plain file name (no folder part); a zip's members are
+Accepted: a raster (GeoTIFF/NITF/JPEG 2000, a Maxar .TIL with its tiles, or a PNG/JPEG that comes
+with an RPC sidecar) with its sidecars (.RPB, _RPC.TXT, .rpc, DIMAP RPC_*.XML, .IMD, Sat-NeRF
+.json), or a .zip of such files. Every name is a plain file name (no folder part); a zip's members are
 checked before anything is extracted (count, total size, compression ratio: no zip bombs); each
 raster is opened with rasterio and refused when it is not one. Files land in
 ``<workspace>/uploads/<batch>/`` (a folder per upload batch, written atomically per file).
@@ -19,8 +20,9 @@ from skyfall_core.atomic import write_bytes
 from skyfall_core.errors import CorruptRasterError, SkyfallError
 from skyfall_core.ui.paths import UnsafePathError, inside, safe_filename
 
-RASTER_SUFFIXES = (".tif", ".tiff", ".ntf", ".nitf")
-SIDECAR_SUFFIXES = (".rpb", ".txt", ".imd", ".json")
+RASTER_SUFFIXES = (".tif", ".tiff", ".ntf", ".nitf", ".jp2", ".til", ".png", ".jpg", ".jpeg")
+IMAGE_ONLY_SUFFIXES = (".png", ".jpg", ".jpeg")  # rasters that need an RPC sidecar in the batch
+SIDECAR_SUFFIXES = (".rpb", ".txt", ".rpc", ".xml", ".imd", ".json")
 ZIP_MAX_MEMBERS = 200
 ZIP_MAX_RATIO = 50.0  # uncompressed / compressed size of one member (TIFFs compress ~1-5x)
 
@@ -45,7 +47,15 @@ def _check_raster(path: Path) -> None:
                 raise UploadError("the raster is empty", path=path.name, fix="upload the image itself")
     except CorruptRasterError as exc:
         raise UploadError(f"not a readable raster ({exc.problem})", path=path.name,
-                          fix="upload a GeoTIFF or NITF as delivered by the vendor") from None
+                          fix="upload a GeoTIFF, NITF or JPEG 2000 image as delivered by the vendor "
+                              "(a .TIL with all its tiles)") from None
+    if path.suffix.lower() in IMAGE_ONLY_SUFFIXES:
+        from skyfall_core.geo.catalog import find_satnerf_json
+        from skyfall_core.geo.rpc import has_rpc_sidecar, sidecar_hint
+
+        if not has_rpc_sidecar(path) and find_satnerf_json(path) is None:
+            raise UploadError("a PNG/JPEG image has no camera model: it needs its RPC sidecar", path=path.name,
+                              fix=f"upload it together with its RPC, named like it ({sidecar_hint(path)})")
 
 
 def _zip_members(data: bytes, max_total: int) -> list[tuple[str, bytes]]:
@@ -105,7 +115,8 @@ def store_uploads(files: list[tuple[str, bytes]], workspace: Path, max_upload_mb
     if len(set(n.lower() for n in names)) != len(names):
         raise UploadError("two uploaded files have the same name", fix="rename one of them")
     if not any(n.lower().endswith(RASTER_SUFFIXES) for n in names):
-        raise UploadError("no raster among the uploaded files", fix="upload the .tif/.ntf images (with sidecars)")
+        raise UploadError("no raster among the uploaded files",
+                          fix="upload the .tif/.ntf/.jp2 images (or a .TIL with its tiles), with their sidecars")
     batch = batch or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     safe_filename(batch)
     folder = inside(workspace, "uploads", batch)
