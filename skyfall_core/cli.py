@@ -75,19 +75,21 @@ def cmd_cameras(args: argparse.Namespace) -> int:
                            bias_correction=not args.no_bias_correction,
                            reference_rpcs=Path(args.compare_rpcs) if args.compare_rpcs else None)
     summary = report.summary()
-    _print(summary, args.json, _cameras_text)
+    print(json.dumps(summary, indent=2, allow_nan=False) if args.json else _cameras_text(summary))
     return 0
 
 
 def _cameras_text(summary: dict[str, Any]) -> str:
-    cols = ["id", "width", "height", "fit_mean_px", "fit_max_px", "tie_points", "bias_drow", "bias_dcol"]
+    cols = ["id", "width", "height", "fit_mean_px", "fit_max_px", "tie_points", "tie_px_after", "bias_drow",
+            "bias_dcol"]
     if any("ref_dist_px" in v for v in summary["views"]):
         cols.append("ref_dist_px")
     lines = [_table(summary["views"], cols), ""]
     for key in ("fit_mean_px_worst", "fit_max_px_worst", "tie_median_px_before", "tie_median_px_after",
-                "height_range_m", "seconds"):
+                "height_range_m", "height_source", "seconds"):
         if key in summary:
             lines.append(f"{key}: {summary[key]}")
+    lines += [f"warning: {m}" for m in summary.get("messages", [])]
     return "\n".join(lines)
 
 

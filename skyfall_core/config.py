@@ -48,6 +48,7 @@ class AOIConfig(_Strict):
     min_coverage: float = Field(0.95, gt=0, le=1)  # fraction of the AOI a usable scene must cover
     min_views: int = Field(3, ge=2)  # fewer usable views than this is an error
     height_margin_m: float = Field(10.0, ge=0)  # added above/below the AOI's height range
+    dem_path: Path | None = None  # DEM GeoTIFF (GLO-30, SRTM) for the AOI's heights; relative to the config
 
     @model_validator(mode="after")
     def _areas_ordered(self) -> "AOIConfig":
@@ -153,6 +154,16 @@ class Config(_Strict):
     jobs: JobsSettings = JobsSettings()
     presets: dict[str, Preset] = {}
     source: Path | None = None  # the file this was read from (set by load_config)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absolute_dem_path(cls, data: Any) -> Any:
+        """[aoi] dem_path relative to the config file, made absolute (a job's copy then keeps it)."""
+        if isinstance(data, dict) and data.get("source") and isinstance(data.get("aoi"), dict):
+            dem = data["aoi"].get("dem_path")
+            if dem and not Path(dem).is_absolute():
+                data = {**data, "aoi": {**data["aoi"], "dem_path": str((Path(data["source"]).parent / dem).resolve())}}
+        return data
 
     def preset(self, name: str) -> Preset:
         if name not in self.presets:

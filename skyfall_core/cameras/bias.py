@@ -36,14 +36,30 @@ or ``[row', col'] = affine @ [row, col, 1]``.
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 
 from skyfall_core.cameras.pinhole import Bounds, rpc_project_enu, volume_grid
+from skyfall_core.errors import CameraFitError
 from skyfall_core.geo.rpc import RPCModel
+
+
+class TiePointError(CameraFitError):
+    """Too few tie points in most views: the cameras cannot be corrected (exit code 2)."""
+
+
+def _finite(x: Any) -> float | None:
+    """A float, or None for NaN/inf/missing (JSON has no NaN)."""
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
 
 
 # ----------------------------------------------------------------------------- results
@@ -111,12 +127,24 @@ class BiasResult:
     residuals_px: np.ndarray | None = None  # [K] reprojection error of each observation, corrected RPCs
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step
     messages: list[str] = field(default_factory=list)  # what a user should know (flagged views, ...)
+    view_err_before_px: np.ndarray | None = None  # [V] median tie-point error per view, raw RPCs (NaN: none)
+    view_err_after_px: np.ndarray | None = None  # [V] ... corrected RPCs
+    match_counts: np.ndarray | None = None  # [V] descriptor matches (ratio test, mutual) with any partner
+    verified_counts: np.ndarray | None = None  # [V] of those, consistent with the RPC epipolar geometry
+    outside_counts: np.ndarray | None = None  # [V] observations dropped: their point fell outside the volume
 
     def summary(self) -> dict[str, Any]:
-        """JSON-able summary (no point arrays)."""
+        """JSON-able summary (no point arrays; no NaN: missing figures are None)."""
+        def per_view(a):
+            return None if a is None else [_finite(x) for x in np.asarray(a, float).round(4)]
+
         return {"offsets_row_col": self.offsets.round(4).tolist(), "corrected": self.corrected.tolist(),
                 "tie_counts": self.tie_counts.tolist(), "n_points": int(len(self.points_enu)),
-                "err_before_px": self.err_before_px, "err_after_px": self.err_after_px,
+                "err_before_px": _finite(self.err_before_px), "err_after_px": _finite(self.err_after_px),
+                "view_err_before_px": per_view(self.view_err_before_px),
+                "view_err_after_px": per_view(self.view_err_after_px),
+                "match_counts": None if self.match_counts is None else np.asarray(self.match_counts).tolist(),
+                "verified_counts": None if self.verified_counts is None else np.asarray(self.verified_counts).tolist(),
                 "height_range": self.height_range, "n_pairs": self.n_pairs, "n_matches": self.n_matches,
                 "timings": self.timings, "messages": self.messages}
 
@@ -487,6 +515,7 @@ def adjust_tracks(tracks: Tracks, rpcs: list, frame, bounds_enu: Bounds, image_s
 
     theta = np.zeros((V, p))
     free = np.ones(V, bool)
+    outside = np.zeros(V, int)  # observations dropped because their point left the volume
     X = triangulate(rpcs, frame, affs, tracks)[0] if tracks.n_tracks else np.zeros((0, 3))
     r = np.zeros((0, 2))
     for huber, reject_px, iters in ((4.0, 8.0, 8), (huber_px, 3.0, 8), (huber_px, 2.0, 8), (huber_px, None, 10)):
@@ -500,6 +529,7 @@ def adjust_tracks(tracks: Tracks, rpcs: list, frame, bounds_enu: Bounds, image_s
         if reject_px is None:
             break
         in_volume = (X[:, 2] >= zlo) & (X[:, 2] <= zhi)
+        outside += np.bincount(tracks.view[~in_volume[tracks.track]], minlength=V)
         tracks, used = tracks.subset((np.linalg.norm(r, axis=1) <= reject_px) & in_volume[tracks.track])
         X = X[used]
     if tracks.n_tracks:  # choose the gauge robustly (a median view, not a mean one), then re-measure
@@ -508,9 +538,14 @@ def adjust_tracks(tracks: Tracks, rpcs: list, frame, bounds_enu: Bounds, image_s
         X = X + dX
         r = _apply(_project_obs(rpcs, frame, X, tracks), theta[tracks.view], centres[tracks.view]) - tracks.uv
     residuals = np.linalg.norm(r, axis=1) if tracks.n_tracks else np.zeros(0)
+    view_before, view_after = np.full(V, np.nan), np.full(V, np.nan)
     if tracks.n_tracks:
         err_after = float(np.median(residuals))
-        err_before = float(np.median(np.linalg.norm(triangulate(rpcs, frame, affs, tracks)[1], axis=1)))
+        raw_res = np.linalg.norm(triangulate(rpcs, frame, affs, tracks)[1], axis=1)
+        err_before = float(np.median(raw_res))
+        for v in np.unique(tracks.view):
+            k = tracks.view == v
+            view_before[v], view_after[v] = float(np.median(raw_res[k])), float(np.median(residuals[k]))
     else:
         err_before = err_after = float("nan")
 
@@ -535,7 +570,8 @@ def adjust_tracks(tracks: Tracks, rpcs: list, frame, bounds_enu: Bounds, image_s
     return BiasResult(offsets=offsets, affines=affines, rpcs=out_rpcs, corrected=corrected, points_enu=X,
                       colors=np.zeros((len(X), 3)), track_views=tracks.lengths(), tie_counts=counts,
                       err_before_px=err_before, err_after_px=err_after, height_range=height, n_pairs=0,
-                      n_matches=0, tracks=tracks, residuals_px=residuals, messages=messages)
+                      n_matches=0, tracks=tracks, residuals_px=residuals, messages=messages,
+                      view_err_before_px=view_before, view_err_after_px=view_after, outside_counts=outside)
 
 
 def correct_bias(images: list[np.ndarray], valid: list[np.ndarray], rpcs: list, frame, bounds_enu: Bounds, *,
@@ -569,14 +605,17 @@ def correct_bias(images: list[np.ndarray], valid: list[np.ndarray], rpcs: list, 
 
     pairs = select_pairs(affs, max_pairs_per_view)
     matches: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    n_match, n_verified = np.zeros(V, int), np.zeros(V, int)
     for i, j in pairs:
         ia, ib = match_descriptors(features[i].desc, features[j].desc, ratio)
         if len(ia) == 0:
             continue
         ok = verify_pair(features[i].xy[ia], features[j].xy[ib], affs[i], affs[j], (zlo, zhi),
                          max_bias_px, inlier_px)
+        n_match[[i, j]] += len(ia)
         if ok.sum() >= 8:
             matches[(i, j)] = (ia[ok], ib[ok])
+            n_verified[[i, j]] += int(ok.sum())
     tracks = build_tracks(features, matches)
     t2 = time.perf_counter()
 
@@ -588,7 +627,68 @@ def correct_bias(images: list[np.ndarray], valid: list[np.ndarray], rpcs: list, 
     timings = {"features": t1 - t0, "matching": t2 - t1, "adjustment": t3 - t2,
                "total": time.perf_counter() - t0}
     return replace(result, colors=colors, n_pairs=len(pairs),
-                   n_matches=int(sum(len(a) for a, _ in matches.values())), timings=timings)
+                   n_matches=int(sum(len(a) for a, _ in matches.values())), timings=timings,
+                   match_counts=n_match, verified_counts=n_verified)
+
+
+def diagnose_tie_points(result: BiasResult, names: Sequence[str], min_tie_points: int,
+                        height_range: tuple[float, float] | None = None, height_source: str = ""
+                        ) -> tuple[list[str], str | None]:
+    """What to tell a user about the views left uncorrected: (one warning a view, fatal message).
+
+    Each warning names the view, its tie points, the likely cause read from where its matches
+    were lost (few descriptor matches at all: overlap, clouds, seasons; matches that do not fit
+    the RPC geometry inside the height range, or whose points triangulate outside it: the height
+    range or a far-off RPC; matches lost otherwise in the adjustment: inconsistent views), and
+    what to do. The fatal message (None when most
+    views were corrected) is for :class:`TiePointError`: more than half the views uncorrected.
+    """
+    V = len(names)
+    bad = [v for v in range(V) if not bool(result.corrected[v])]
+    hr = "" if height_range is None else f" {height_range[0]:.0f}..{height_range[1]:.0f} m"
+    src = f" ({height_source})" if height_source else ""
+    warnings, causes = [], set()
+    for v in bad:
+        n = int(result.tie_counts[v])
+        m = None if result.match_counts is None else int(result.match_counts[v])
+        k = None if result.verified_counts is None else int(result.verified_counts[v])
+        out = None if result.outside_counts is None else int(result.outside_counts[v])
+        head = f"view {names[v]}: {n} tie points (< {min_tie_points}); its raw RPC is kept, uncorrected"
+        if m is not None and m < min_tie_points:
+            causes.add("images")
+            why = (f" — only {m} feature matches with the other views: likely too little overlap with them over "
+                   "the AOI, clouds or haze, or a different season or lighting. Look at its crop; drop the view "
+                   "or add views of closer dates")
+        elif k is not None and k < min_tie_points:
+            causes.add("heights")
+            why = (f" — {m} feature matches but only {k} fit the RPC geometry inside the height range{hr}{src}: "
+                   "likely a wrong height range (or an RPC off by more than the allowed bias). Give the AOI's "
+                   "min_height_m/max_height_m or a DEM ([aoi] dem_path), or drop the view")
+        elif out is not None and out >= max(min_tie_points, n):
+            causes.add("heights")
+            why = (f" — {m} feature matches, {k} fit the RPC geometry, but {out} of their observations "
+                   f"triangulate outside the height range{hr}{src}: likely a wrong height range. Give the AOI's "
+                   "min_height_m/max_height_m or a DEM ([aoi] dem_path), or drop the view")
+        else:
+            causes.add("adjustment")
+            why = (" — its matches disagree with the other views in the adjustment (points outside the height "
+                   f"range{hr}, or the scene changed between dates). Check the height range, or drop the view")
+        warnings.append(head + why)
+    if 2 * len(bad) <= V:
+        return warnings, None
+    likely = []
+    if "heights" in causes:
+        likely.append(f"the height range{hr}{src} is probably wrong — give min_height_m/max_height_m in the AOI's "
+                      "properties or a DEM GeoTIFF in [aoi] dem_path")
+    if "images" in causes:
+        likely.append("the views overlap too little over the AOI, are clouded, or differ too much (seasons, "
+                      "lighting) — choose views of closer dates without clouds")
+    if "adjustment" in causes or not likely:
+        likely.append("the tie points disagree between views — check the height range and the views")
+    fatal = (f"too few tie points in {len(bad)} of {V} views ({', '.join(names[v] for v in bad)}; fewer than "
+             f"{min_tie_points} each): their RPC biases cannot be corrected, and the reconstruction would be "
+             f"blurred or doubled. Likely: {'; '.join(likely)}")
+    return warnings, fatal
 
 
 def compare_with_reference(rpcs_a: list, rpcs_b: list, frame, bounds_enu: Bounds, *,

@@ -49,11 +49,24 @@ def reproject(geom, src: str, dst: str):
 
 @dataclass(frozen=True)
 class HeightRange:
-    """Ellipsoidal heights (metres) the AOI's content spans, and where the figures came from."""
+    """Ellipsoidal heights (metres) the AOI's content spans, and where the figures came from.
+
+    ``kind`` names the source in one word (``aoi``, ``dem``, ``satnerf``, ``images``, ``coarse``);
+    ``source`` says it for people. ``ground_m``: the ground's height when the source measures it
+    apart from the range's margins (the image estimate), else None (the low end is the ground).
+    """
 
     low_m: float
     high_m: float
     source: str
+    kind: str = field(default="", compare=False)
+    ground_m: float | None = None
+    details: dict[str, Any] | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"low_m": round(self.low_m, 2), "high_m": round(self.high_m, 2), "source": self.source,
+                "kind": self.kind, "ground_m": None if self.ground_m is None else round(self.ground_m, 2),
+                **({"details": self.details} if self.details else {})}
 
 
 @dataclass(frozen=True)
@@ -289,32 +302,72 @@ def select_usable(aoi: AOI, scenes: Sequence[Scene], min_coverage: float, min_vi
     return usable
 
 
-def estimate_height_range(aoi: AOI, scenes: Sequence[Scene], margin_m: float = 0.0) -> HeightRange:
+def estimate_height_range(aoi: AOI, scenes: Sequence[Scene], margin_m: float = 0.0, *,
+                          dem_path: str | Path | None = None, from_images: bool = False,
+                          crop_margin_m: float = 20.0, log=None) -> HeightRange:
     """The ellipsoidal height range (metres) of the AOI's content, widened by ``margin_m``.
 
-    In order: the AOI's ``min_height_m``/``max_height_m`` properties; else the widest
-    ``min_alt``/``max_alt`` of the scenes' Sat-NeRF jsons; else the median RPC height offset
-    +- 100 m — a coarse range (vendors set the offset to the scene's mean terrain height); the
-    bias correction later refines it from triangulated tie points.
+    Sources, in order (the first one known wins; ``kind``/``source`` of the result say which):
+
+    1. the AOI's ``min_height_m``/``max_height_m`` properties;
+    2. a DEM GeoTIFF (``dem_path``, e.g. Copernicus GLO-30 or SRTM) sampled over the AOI; geoid
+       heights are converted with PROJ's geoid grid, or, without it, the range is searched by
+       the images inside the DEM's heights widened by the geoid undulation bounds;
+    3. the widest ``min_alt``/``max_alt`` of the scenes' Sat-NeRF jsons;
+    4. with ``from_images``: a coarse-to-fine tie-point sweep over the RPCs' valid heights
+       (:func:`skyfall_core.cameras.heights.estimate_from_images`; needs two views or more);
+       without it (previews of one scene): the median RPC height offset +- 100 m, marked
+       ``coarse`` — vendors' offsets often lie hundreds of metres from the ground, so cameras
+       must never be fitted over it.
+
+    Raises :class:`~skyfall_core.errors.SkyfallError` subclasses (exit code 2) naming the file
+    and the fix when a given DEM cannot be used or the images cannot tell the heights.
     """
+    say = log or (lambda _m: None)
+    dem = None
     if aoi.height_range is not None:
-        lo, hi, src = *aoi.height_range, "AOI properties"
-    else:
-        with_alt = [s for s in scenes if s.min_alt is not None and s.max_alt is not None]
-        with_rpc = [s for s in scenes if s.rpc is not None]
-        if with_alt:
-            lo, hi = min(s.min_alt for s in with_alt), max(s.max_alt for s in with_alt)
-            src = "Sat-NeRF json min_alt/max_alt"
-        elif with_rpc:
-            h = float(np.median([s.rpc.alt_offset for s in with_rpc]))
-            lo, hi = h - COARSE_HEIGHT_HALF_RANGE_M, h + COARSE_HEIGHT_HALF_RANGE_M
-            src = f"median RPC height offset ± {COARSE_HEIGHT_HALF_RANGE_M:g} m (coarse)"
-        else:
-            raise TooFewViewsError("no scene with an RPC to estimate the AOI's height range from",
-                                   path=aoi.source,
-                                   fix="give min_height_m/max_height_m in the AOI's properties, "
-                                       "or add scenes with RPCs")
-    return HeightRange(float(lo) - margin_m, float(hi) + margin_m, src)
+        lo, hi, src, kind = *aoi.height_range, "AOI properties", "aoi"
+        return HeightRange(float(lo) - margin_m, float(hi) + margin_m, src, kind)
+    if dem_path is not None:
+        from skyfall_core.cameras.heights import dem_height_range, ellipsoidal_bounds_of
+
+        dem = dem_height_range(dem_path, aoi, buffer_m=crop_margin_m)
+        if dem.exact:
+            return HeightRange(dem.low_m - margin_m, dem.high_m + margin_m, dem.source, "dem",
+                               details={"method": "dem", "path": str(dem.path), "datum": dem.datum,
+                                        "cells": dem.cells, "dem_range_m": [dem.low_m, dem.high_m]})
+        say(f"DEM {dem.path.name}: {dem.low_m:.1f}..{dem.high_m:.1f} m ({dem.datum})")
+    with_alt = [s for s in scenes if s.min_alt is not None and s.max_alt is not None]
+    if dem is None and with_alt:
+        lo, hi = min(s.min_alt for s in with_alt), max(s.max_alt for s in with_alt)
+        return HeightRange(float(lo) - margin_m, float(hi) + margin_m, "Sat-NeRF json min_alt/max_alt", "satnerf")
+    with_rpc = [s for s in scenes if s.rpc is not None]
+    if not with_rpc:
+        raise TooFewViewsError("no scene with an RPC to estimate the AOI's height range from",
+                               path=aoi.source,
+                               fix="give min_height_m/max_height_m in the AOI's properties, "
+                                   "or add scenes with RPCs")
+    if from_images and len(with_rpc) >= 2:
+        from skyfall_core.cameras.heights import ellipsoidal_bounds_of, estimate_from_images
+
+        search = None if dem is None else ellipsoidal_bounds_of(dem)
+        prefix = "" if dem is None else f"{dem.source}, placed by "
+        hr = estimate_from_images(aoi, with_rpc, search, crop_margin_m=crop_margin_m, log=say,
+                                  source_prefix=prefix)
+        details = dict(hr.details or {})
+        if dem is not None:
+            details.update(dem={"path": str(dem.path), "datum": dem.datum, "dem_range_m": [dem.low_m, dem.high_m]})
+        return HeightRange(hr.low_m - margin_m, hr.high_m + margin_m, hr.source, "dem+images" if dem else "images",
+                           ground_m=hr.ground_m, details=details)
+    if dem is not None:
+        from skyfall_core.cameras.heights import ellipsoidal_bounds_of
+
+        lo, hi = ellipsoidal_bounds_of(dem)
+        return HeightRange(lo - margin_m, hi + margin_m, dem.source, "dem")
+    h = float(np.median([s.rpc.alt_offset for s in with_rpc]))
+    lo, hi = h - COARSE_HEIGHT_HALF_RANGE_M, h + COARSE_HEIGHT_HALF_RANGE_M
+    src = f"median RPC height offset ± {COARSE_HEIGHT_HALF_RANGE_M:g} m (coarse, previews only)"
+    return HeightRange(lo - margin_m, hi + margin_m, src, "coarse")
 
 
 # ----------------------------------------------------------------------------- crops

@@ -33,26 +33,45 @@ class SceneReport:
     tie_median_px_after: float | None = None
     seconds: float = 0.0
     messages: list[str] = field(default_factory=list)
+    height_source: str = ""  # where the AOI's heights came from (HeightRange.source)
+    heights: dict[str, Any] | None = None  # HeightRange.to_dict(): kind, range, estimate details
 
     def summary(self) -> dict[str, Any]:
+        """JSON-able figures; never NaN (a missing figure is None)."""
         out: dict[str, Any] = {
             "views": self.views,
             "frame": self.frame,
             "bounds_enu": [round(b, 3) for b in self.bounds_enu],
             "height_range_m": [round(h, 2) for h in self.height_range_m],
+            "height_source": self.height_source,
+            "heights": self.heights,
             "fit_mean_px_worst": round(max(v["fit_mean_px"] for v in self.views), 4),
             "fit_max_px_worst": round(max(v["fit_max_px"] for v in self.views), 4),
             "seconds": round(self.seconds, 2),
             "messages": self.messages,
         }
-        if self.tie_median_px_before is not None:
-            out["tie_median_px_before"] = round(self.tie_median_px_before, 4)
-            out["tie_median_px_after"] = round(self.tie_median_px_after, 4)
+        before, after = _finite(self.tie_median_px_before), _finite(self.tie_median_px_after)
+        if self.tie_median_px_before is not None or self.tie_median_px_after is not None:
+            out["tie_median_px_before"] = None if before is None else round(before, 4)
+            out["tie_median_px_after"] = None if after is None else round(after, 4)
         ref = [v["ref_dist_px"] for v in self.views if "ref_dist_px" in v]
         if ref:
             out["ref_dist_px_mean"] = round(float(np.mean(ref)), 4)
             out["ref_dist_px_raw_mean"] = round(float(np.mean([v["ref_dist_px_raw"] for v in self.views])), 4)
         return out
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) else None
+
+
+def report_json(summary: dict[str, Any]) -> str:
+    """The report as JSON text; raises ValueError on a NaN or infinity rather than writing one."""
+    return json.dumps(summary, indent=2, allow_nan=False)
 
 
 def aoi_bounds_enu(aoi, frame, z_range: tuple[float, float]) -> Bounds:
@@ -61,6 +80,30 @@ def aoi_bounds_enu(aoi, frame, z_range: tuple[float, float]) -> Bounds:
     enu = frame.geodetic_to_enu(lon, lat, np.full(lon.shape, frame.h0))
     return (float(enu[:, 0].min()), float(enu[:, 0].max()), float(enu[:, 1].min()),
             float(enu[:, 1].max()), float(z_range[0]), float(z_range[1]))
+
+
+def _at_height(scene, h: float):
+    """The scene with its footprint localised at ellipsoidal height ``h`` (unusable ones as they are)."""
+    from dataclasses import replace
+
+    from skyfall_core.geo.catalog import footprint
+
+    if not scene.ok or scene.rpc is None:
+        return scene
+    return replace(scene, footprint=footprint(scene.rpc, scene.width, scene.height, h))
+
+
+def _near_aoi(aoi, scenes) -> list:
+    """The usable scenes whose image meets the AOI at some height of their RPC's valid range."""
+    out = []
+    for s in scenes:
+        if not s.ok or s.rpc is None or s.footprint is None:
+            continue
+        r = s.rpc
+        hs = np.linspace(r.alt_offset - abs(r.alt_scale), r.alt_offset + abs(r.alt_scale), 5)
+        if s.footprint.intersects(aoi.polygon) or any(_at_height(s, h).footprint.intersects(aoi.polygon) for h in hs):
+            out.append(s)
+    return out
 
 
 def _reference_rpcs(folder: Path, crops) -> list:
@@ -93,6 +136,8 @@ def prepare_scene(scenes: Path | list[Path], aoi_source: Path | dict, cfg: Confi
     from skyfall_core.geo.aoi import crop_scenes, estimate_height_range, load_aoi, select_usable
     from skyfall_core.geo.catalog import read_scene, scan_scenes
 
+    from skyfall_core.cameras.bias import TiePointError, diagnose_tie_points
+
     t0 = time.perf_counter()
     say = log or (lambda _m: None)
     cam = preset.cameras
@@ -104,13 +149,22 @@ def prepare_scene(scenes: Path | list[Path], aoi_source: Path | dict, cfg: Confi
         found = [read_scene(p) for p in scenes]
     broken = [s for s in found if not s.ok]
     aoi = load_aoi(aoi_source, cfg.aoi)
-    usable = select_usable(aoi, found, cfg.aoi.min_coverage, cfg.aoi.min_views)  # it lists the broken ones
     messages = [f"skipped {s.id}: {s.error}" for s in broken]
     for m in messages:
         say(m)
 
-    raw = estimate_height_range(aoi, usable)
-    h0 = raw.low_m  # the lowest content of the AOI: the ground
+    # The terrain heights first: they decide where each image lies on the ground (a catalog
+    # footprint lies at the RPC's HEIGHT_OFF, often hundreds of metres from the AOI's ground).
+    near = _near_aoi(aoi, found)
+    if len(near) < cfg.aoi.min_views:
+        select_usable(aoi, found, cfg.aoi.min_coverage, cfg.aoi.min_views)  # raises the usual, precise error
+    dem = cfg.resolve_path(cfg.aoi.dem_path) if cfg.aoi.dem_path is not None else None
+    raw = estimate_height_range(aoi, near, dem_path=dem, from_images=True, crop_margin_m=cfg.aoi.margin_m,
+                                log=say)
+    usable = select_usable(aoi, [_at_height(s, 0.5 * (raw.low_m + raw.high_m)) for s in found],
+                           cfg.aoi.min_coverage, cfg.aoi.min_views)
+    # the ground: measured apart from the margins by the image estimate, else the range's low end
+    h0 = raw.ground_m if raw.ground_m is not None else raw.low_m
     frame = aoi.frame(h0)
     z_range = (raw.low_m - cfg.aoi.height_margin_m - h0, raw.high_m + cfg.aoi.height_margin_m - h0)
     bounds = aoi_bounds_enu(aoi, frame, z_range)
@@ -124,7 +178,16 @@ def prepare_scene(scenes: Path | list[Path], aoi_source: Path | dict, cfg: Confi
         bias = correct_bias([c.image for c in crops], [c.valid for c in crops], rpcs, frame, bounds,
                             max_features=cam.max_features, min_tie_points=cam.min_tie_points)
         rpcs = list(bias.rpcs)
-        messages += list(bias.messages)
+        warnings, fatal = diagnose_tie_points(bias, [c.scene_id for c in crops], cam.min_tie_points,
+                                              (h0 + z_range[0], h0 + z_range[1]), raw.source)
+        for w in warnings:
+            say(w)
+        if fatal is not None:
+            raise TiePointError(fatal, path=aoi.source, fix=(
+                "give the AOI's heights (min_height_m/max_height_m in its GeoJSON properties, or a DEM "
+                "GeoTIFF in [aoi] dem_path), choose views of closer dates without clouds that all cover "
+                "the AOI, or run without bias correction (cameras --no-bias-correction) knowingly"))
+        messages += warnings
     fits = [fit_pinhole(rpc, frame, bounds, c.image.shape[1], c.image.shape[0], cam.grid_xy, cam.grid_z)
             for rpc, c in zip(rpcs, crops)]
 
@@ -135,6 +198,9 @@ def prepare_scene(scenes: Path | list[Path], aoi_source: Path | dict, cfg: Confi
         if bias is not None:
             v.update(tie_points=int(bias.tie_counts[i]), corrected=bool(bias.corrected[i]),
                      bias_drow=round(float(bias.offsets[i, 0]), 3), bias_dcol=round(float(bias.offsets[i, 1]), 3))
+            for key, arr in (("tie_px_before", bias.view_err_before_px), ("tie_px_after", bias.view_err_after_px)):
+                f = None if arr is None else _finite(arr[i])
+                v[key] = None if f is None else round(f, 4)
         views.append(v)
     if len(views) < cfg.aoi.min_views:
         raise TooFewViewsError(f"only {len(views)} views could be prepared", fix="add scenes of the AOI")
@@ -149,9 +215,9 @@ def prepare_scene(scenes: Path | list[Path], aoi_source: Path | dict, cfg: Confi
     report = SceneReport(
         views=views, frame=frame.to_dict(), bounds_enu=bounds,
         height_range_m=(h0 + z_range[0], h0 + z_range[1]),
-        tie_median_px_before=None if bias is None else float(bias.err_before_px),
-        tie_median_px_after=None if bias is None else float(bias.err_after_px),
-        messages=messages)
+        tie_median_px_before=None if bias is None else _finite(bias.err_before_px),
+        tie_median_px_after=None if bias is None else _finite(bias.err_after_px),
+        messages=messages, height_source=raw.source, heights=raw.to_dict())
     report.seconds = time.perf_counter() - t0
     if out_dir is not None:
         write_scene(Path(out_dir), crops, fits, bias, frame, bounds, aoi, report)
@@ -182,7 +248,7 @@ def write_scene(out: Path, crops, fits, bias, frame, bounds: Bounds, aoi, report
         tie_z = [float(bias.height_range[0]), float(bias.height_range[1])]
     atomic.write_json(out / "frame.json", {**frame.to_dict(), "bounds_enu": list(bounds),
                                            "tie_height_range_enu": tie_z, "aoi": aoi.to_geojson()})
-    atomic.write_json(out / "report.json", report.summary())
+    atomic.write_text(out / "report.json", report_json(report.summary()) + "\n")
     atomic.write_json(out / "cameras.json", entries)
 
 

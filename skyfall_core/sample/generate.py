@@ -56,6 +56,7 @@ FULL = SampleSpec(tuple(range(len(PLAN))), 640, 0.5, 2, 256, (45.0, 30.0), tuple
 SMALL = SampleSpec((0, 3, 6), 160, 2.0, 2, 64, (45.0,), (0.0, 180.0), 2.0)
 RENDER_FOV_DEG, RENDER_RADIUS_M = 60.0, 205.0  # radius: the config's 250 m for 256 m, scaled to the AOI
 RPC_HEIGHT_RANGE = (-50.0, 150.0)  # RPC validity, metres around the ground height
+RPC_OFFSET_HALF_MARGIN_M = 150.0  # a moved RPC height offset keeps the ground this far inside its range
 MAX_OFF_NADIR, MIN_OFF_NADIR = 30.0, 5.0
 
 
@@ -142,7 +143,23 @@ def _scene_points(scene: Scene, cam: PinholeCamera, hits_t: np.ndarray, o: np.nd
     return o[pick] + d[pick] * hits_t[pick, None]
 
 
-def _make_view(k: int, spec: SampleSpec, city: C.City, scene: Scene, seed: int, out: Path) -> ViewResult:
+def rpc_height_range(h0: float, offset_m: float = 0.0) -> tuple[float, float]:
+    """Ellipsoidal heights an RPC of the sample is fitted over (its HEIGHT_OFF +- HEIGHT_SCALE).
+
+    ``offset_m`` = 0: the default, ``RPC_HEIGHT_RANGE`` around the ground ``h0``. Otherwise
+    HEIGHT_OFF = ``h0 + offset_m`` (vendors' offsets often lie hundreds of metres from an AOI's
+    ground), and HEIGHT_SCALE = |offset_m| + 150 m so that the ground and the city stay inside
+    the valid range.
+    """
+    if offset_m == 0.0:
+        return h0 + RPC_HEIGHT_RANGE[0], h0 + RPC_HEIGHT_RANGE[1]
+    centre = h0 + offset_m
+    half = abs(offset_m) + RPC_OFFSET_HALF_MARGIN_M
+    return centre - half, centre + half
+
+
+def _make_view(k: int, spec: SampleSpec, city: C.City, scene: Scene, seed: int, out: Path,
+               rpc_height_offset_m: float = 0.0) -> ViewResult:
     import rasterio
 
     acq = PLAN[k]
@@ -166,7 +183,7 @@ def _make_view(k: int, spec: SampleSpec, city: C.City, scene: Scene, seed: int, 
     dn = encode(img, acq.bits, gain, rng)
 
     h0 = city.frame.h0
-    fit = fit_rpc(g.camera, city.frame, (h0 + RPC_HEIGHT_RANGE[0], h0 + RPC_HEIGHT_RANGE[1]))
+    fit = fit_rpc(g.camera, city.frame, rpc_height_range(h0, rpc_height_offset_m))
     pts = _scene_points(scene, g.camera, hits.t, o, d, rng)
     lon, lat, h = city.frame.enu_to_geodetic(pts)
     r_true, c_true, _ = g.camera.project(pts)
@@ -336,23 +353,45 @@ def _write_previews(out: Path, views: list[ViewResult], cams: list[dict]) -> Non
 
 
 # ---------------------------------------------------------------------------------- main
-def generate_sample(out_dir: Path, seed: int = DEFAULT_SEED, *, small: bool = False) -> dict[str, Any]:
+def generate_sample(out_dir: Path, seed: int = DEFAULT_SEED, *, small: bool = False,
+                    ground_height_m: float | None = None, rpc_height_offset_m: float = 0.0,
+                    views: tuple[int, ...] | None = None, size_px: int | None = None,
+                    gsd_m: float | None = None) -> dict[str, Any]:
     """Generate the sample AOI into ``out_dir`` (new, empty, or a previous sample's folder).
+
+    Variants for tests (the defaults give the committed ``sample_aoi/``): ``ground_height_m``
+    puts the (flat) ground at that ellipsoidal height instead of the site's 293 m (e.g. 2,300 m
+    for mountains, 2 m for a coast); ``rpc_height_offset_m`` moves every RPC's HEIGHT_OFF that
+    far from the ground (see :func:`rpc_height_range`); ``views`` picks acquisitions of the plan
+    (indices into ``satellite.PLAN``; default: all, or the small sample's three); ``size_px`` and
+    ``gsd_m`` change the views' image size and ground sampling distance.
 
     Returns a summary: the views (date, sun, geometry, RPC fit errors, biases), the distinct
     dates, the size on disk and the timings (seconds) of each step.
     """
+    import dataclasses
+
     out = Path(out_dir)
     spec = SMALL if small else FULL
+    picked = None if views is None else [int(v) for v in views]
+    if picked is not None:
+        spec = dataclasses.replace(spec, views=tuple(picked))
+    if size_px is not None:
+        spec = dataclasses.replace(spec, size_px=int(size_px))
+    if gsd_m is not None:
+        spec = dataclasses.replace(spec, gsd_m=float(gsd_m))
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     _prepare(out)
     city = C.build_city(seed)
+    if ground_height_m is not None:
+        f = city.frame
+        city = dataclasses.replace(city, frame=LocalFrame(f.lon0, f.lat0, float(ground_height_m)))
     scene = build_scene(city)
     timings["city"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    views = [_make_view(k, spec, city, scene, seed, out) for k in spec.views]
+    views = [_make_view(k, spec, city, scene, seed, out, rpc_height_offset_m) for k in spec.views]
     timings["views"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -385,7 +424,10 @@ def generate_sample(out_dir: Path, seed: int = DEFAULT_SEED, *, small: bool = Fa
                "elevations": spec.elevations_deg, "azimuths": spec.azimuths_deg, "sun": TRUTH_SUN}
     (out / "README.md").write_text(render_readme(city, seed, view_rows, dsm, small, renders))
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
-    _write_json(out / "manifest.json", {"generator": GENERATOR, "seed": seed, "small": small,
+    variant = {k: v for k, v in (("ground_height_m", ground_height_m), ("rpc_height_offset_m", rpc_height_offset_m or None),
+                                 ("views", picked),
+                                 ("size_px", size_px), ("gsd_m", gsd_m)) if v is not None}
+    _write_json(out / "manifest.json", {"generator": GENERATOR, "seed": seed, "small": small, **variant,
                                         "files": {f: _sha256(out / f) for f in files}})
     timings["total"] = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -419,9 +461,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("sample_aoi"), help="output folder")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--small", action="store_true", help="a reduced sample (3 views, small images)")
+    parser.add_argument("--ground-height-m", type=float, help="ellipsoidal height of the ground (default 293)")
+    parser.add_argument("--rpc-height-offset-m", type=float, default=0.0,
+                        help="move the RPCs' HEIGHT_OFF this far from the ground (default 0)")
     args = parser.parse_args(argv)
     try:
-        summary = generate_sample(args.out, args.seed, small=args.small)
+        summary = generate_sample(args.out, args.seed, small=args.small, ground_height_m=args.ground_height_m,
+                                  rpc_height_offset_m=args.rpc_height_offset_m)
     except SkyfallError as exc:
         print(exc.message)
         return 2
