@@ -189,7 +189,11 @@ def _run(job: JobDir, meta: dict[str, Any], cfg: Config, events: EventLog, stop:
 
     if "final" not in state["finished"]:
         events.emit("stage", stage="final", state="start")
-        write_final(job, trainer, scene)
+        stage1_trainer, _ = SplatTrainer.resume(job.checkpoints / FINAL, len(scene.views), scene.scene_scale,
+                                                s1.iterations, train_settings(s1, backend), densify_strategy(s1),
+                                                embedding_dim=s1.appearance_embedding_dim, restore_optim=False,
+                                                device=device)
+        write_final(job, trainer, scene, stage1_trainer)
         events.emit("stage", stage="final", state="done")
         _finish(job, state, "final")
     return EXIT_DONE
@@ -224,12 +228,14 @@ def _is_gpu_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "CUDA out of memory" in str(exc)
 
 
-def write_final(job: JobDir, trainer, scene) -> None:
-    """final/: scene.ply, the web splat (compressed PLY), georef.json, dsm.tif, preview.png."""
+def write_final(job: JobDir, trainer, scene, stage1_trainer=None) -> None:
+    """final/: scene.ply, the web splat (compressed PLY), georef.json, dsm.tif, preview.png, the
+    same-camera renders (compare/) and the fly-down (stage 1 beside the final splats)."""
     import cv2
 
     from skyfall_core.cameras.orbits import orbit_cameras
     from skyfall_core.eval.dsm import write_dsm
+    from skyfall_core.pipeline.outputs import write_compare_renders, write_flydown
     from skyfall_core.pipeline.stage1 import render_dsm
     from skyfall_core.pipeline.stage2 import _camera_view
     from skyfall_core.pipeline.trainer import to_uint8
@@ -241,7 +247,13 @@ def write_final(job: JobDir, trainer, scene) -> None:
     save_compressed_ply(out / "scene.compressed.ply", trainer.model)
     write_georef(out / "georef.json", scene.frame.to_dict(), files=["scene.ply", "scene.compressed.ply", "dsm.tif"])
     write_dsm(out / "dsm.tif", render_dsm(trainer, scene))
+
+    def renderer(tr):
+        return lambda cam: to_uint8(tr.render(_camera_view(cam), with_grad=False)[0])
+
     cam = orbit_cameras([0.0, 0.0, 0.0], 45.0, 2.2 * scene.scene_scale, [200.0], 50.0, 640, 480)[0]
-    rgb, _, _, _ = trainer.render(_camera_view(cam), with_grad=False)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(to_uint8(rgb), cv2.COLOR_RGB2BGR))
+    ok, png = cv2.imencode(".png", cv2.cvtColor(renderer(trainer)(cam), cv2.COLOR_RGB2BGR))
     atomic.write_bytes(out / "preview.png", png.tobytes())
+    write_compare_renders(out / "compare", renderer(trainer), scene.bounds_enu)
+    if stage1_trainer is not None:
+        write_flydown(out, renderer(stage1_trainer), renderer(trainer), scene.bounds_enu)
