@@ -92,13 +92,140 @@ def test_committed_files_match_their_manifest(committed):
     assert on_disk == manifest["files"], "sample_aoi/ was modified by hand or is stale: generate it again"
 
 
+RPC_TOL_PX = 1e-3  # two RPCs agree when they project the AOI volume within this
+JSON_RTOL = JSON_ATOL = 1e-6  # floats written by least-squares fits round differently per CPU/BLAS
+
+
+def _json_close(a, b, where: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return [f"{where}: keys {sorted(set(a) ^ set(b))}"]
+        return [d for k in a for d in _json_close(a[k], b[k], f"{where}.{k}")]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{where}: {len(a)} != {len(b)} items"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _json_close(x, y, f"{where}[{i}]")]
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return [] if math.isclose(a, b, rel_tol=JSON_RTOL, abs_tol=JSON_ATOL) else [f"{where}: {a} != {b}"]
+    return [] if a == b else [f"{where}: {a!r} != {b!r}"]
+
+
+def _raster(path: Path):
+    with _open(path) as ds:
+        return ds.read(), ds.transform, ds.crs, ds.rpcs
+
+
+def _rpc_gap_px(a: Path, b: Path) -> float:
+    """Largest image distance between two RPCs over their validity volume (500 points)."""
+    ra, rb = read_rpc(a), read_rpc(b)
+    rng = np.random.default_rng(0)
+    with _open(a) as ds:
+        r = ds.rpcs
+    lon = r.long_off + r.long_scale * rng.uniform(-0.8, 0.8, 500)
+    lat = r.lat_off + r.lat_scale * rng.uniform(-0.8, 0.8, 500)
+    h = r.height_off + r.height_scale * rng.uniform(-0.8, 0.8, 500)
+    row_a, col_a = ra.projection(lon, lat, h)
+    row_b, col_b = rb.projection(lon, lat, h)
+    return float(np.max(np.hypot(row_a - row_b, col_a - col_b)))
+
+
+def sample_differences(a: Path, b: Path) -> list[str]:
+    """What differs between two generated sample folders, in the terms that matter: pixels (at most
+    1 DN; float rasters 1 mm), georeferencing, RPC projections (<= RPC_TOL_PX) and JSON numbers
+    (relative 1e-6), not bytes: a least-squares RPC fit rounds differently on another CPU or BLAS."""
+    import cv2
+
+    files_a = {p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file()}
+    files_b = {p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file()}
+    out = [f"{k}: only in one folder" for k in sorted(files_a ^ files_b)]
+    for rel in sorted(files_a & files_b):
+        pa, pb = a / rel, b / rel
+        if rel == "manifest.json":  # its file hashes are bytes; the rest is compared
+            ja, jb = (json.loads(p.read_text()) for p in (pa, pb))
+            ja.pop("files", None), jb.pop("files", None)
+            out += [f"{rel}{d}" for d in _json_close(ja, jb)]
+        elif pa.suffix in (".json", ".geojson"):
+            out += [f"{rel}{d}" for d in _json_close(json.loads(pa.read_text()), json.loads(pb.read_text()))]
+        elif pa.suffix == ".png":
+            ia, ib = cv2.imread(str(pa), cv2.IMREAD_UNCHANGED), cv2.imread(str(pb), cv2.IMREAD_UNCHANGED)
+            if ia.shape != ib.shape or np.abs(ia.astype(int) - ib.astype(int)).max() > 1:
+                out.append(f"{rel}: pixels differ")
+        elif pa.suffix == ".tif":
+            (xa, ta, ca, rpa), (xb, tb, cb, rpb) = _raster(pa), _raster(pb)
+            tol = 1e-3 if xa.dtype.kind == "f" else 1
+            if xa.shape != xb.shape or np.nanmax(np.abs(xa.astype(float) - xb.astype(float))) > tol:
+                out.append(f"{rel}: pixels differ")
+            if ca != cb or not ta.almost_equals(tb, precision=1e-9):
+                out.append(f"{rel}: georeferencing differs")
+            if (rpa is None) != (rpb is None):
+                out.append(f"{rel}: RPC in only one file")
+            elif rpa is not None and (gap := _rpc_gap_px(pa, pb)) > RPC_TOL_PX:
+                out.append(f"{rel}: RPC projections differ by {gap:.3g} px")
+        elif pa.read_bytes() != pb.read_bytes():
+            out.append(f"{rel}: content differs")
+    return out
+
+
 @pytest.mark.slow
 def test_committed_sample_equals_a_fresh_generation(committed, tmp_path):
+    """Equal within what matters, on any machine (not byte-identical: see sample_differences)."""
     generate_sample(tmp_path / "fresh", DEFAULT_SEED)
-    fresh, old = _hashes(tmp_path / "fresh"), _hashes(committed)
-    assert fresh.keys() == old.keys()
-    differ = [k for k in fresh if fresh[k] != old[k]]
-    assert not differ, f"committed sample_aoi/ differs from a fresh generation in: {differ}"
+    differ = sample_differences(committed, tmp_path / "fresh")
+    assert not differ, f"committed sample_aoi/ differs from a fresh generation in: {differ[:10]}"
+
+
+def _perturb_rpc(path: Path, rel: float = 0.0, line_off_px: float = 0.0) -> None:
+    import rasterio
+    from rasterio.rpc import RPC
+
+    with _open(path) as ds:
+        d = ds.rpcs.to_dict()
+    d["line_num_coeff"] = [c * (1.0 + rel * ((-1) ** i)) for i, c in enumerate(d["line_num_coeff"])]
+    d["samp_den_coeff"] = [c * (1.0 + rel) if i else c for i, c in enumerate(d["samp_den_coeff"])]
+    d["line_off"] += line_off_px
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(path, "r+") as ds:
+            ds.rpcs = RPC(**d)
+
+
+def test_the_comparison_accepts_another_cpus_rounding_and_rejects_real_changes(small, tmp_path):
+    """What another CPU/BLAS does to the fit (RPC coefficients changed in the 6th significant digit,
+    JSON floats in the 9th) passes; a 0.01 px RPC shift, a changed pixel or a moved number fails."""
+    import shutil
+
+    out, _ = small
+    tif = sorted((out / "scenes").glob("*.tif"))[0].relative_to(out)
+    views = Path("truth") / "views.json"
+
+    other = tmp_path / "other_cpu"
+    shutil.copytree(out, other)
+    _perturb_rpc(other / tif, rel=2e-6)
+    data = json.loads((other / views).read_text())
+    data[0]["true_camera"]["K"][0][0] *= 1.0 + 1e-9
+    (other / views).write_text(json.dumps(data))
+    assert sample_differences(out, other) == []
+
+    for change in ("rpc", "pixel", "json"):
+        bad = tmp_path / f"bad_{change}"
+        shutil.copytree(out, bad)
+        if change == "rpc":
+            _perturb_rpc(bad / tif, line_off_px=0.01)
+        elif change == "pixel":
+            import rasterio
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with rasterio.open(bad / tif, "r+") as ds:
+                    band = ds.read(1)
+                    band[5, 5] = (int(band[5, 5]) + 7) % 256
+                    ds.write(band, 1)
+        else:
+            data = json.loads((bad / views).read_text())
+            data[0]["true_camera"]["K"][0][0] *= 1.001
+            (bad / views).write_text(json.dumps(data))
+        diffs = sample_differences(out, bad)
+        assert diffs and all(str(tif if change != "json" else views) in d for d in diffs), (change, diffs)
 
 
 # ------------------------------------------------------------------------------ cameras
