@@ -156,10 +156,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_dsm(args: argparse.Namespace) -> int:
-    from skyfall_core.eval.dsm import compare_dsm, read_dsm
+    from skyfall_core.eval.dsm import compare_dsm, find_class_raster, read_class_raster, read_dsm
 
     job = Path(args.job)
-    order = (job / "stage1" / "dsm.tif",) if args.stage == "stage1" else (job / "final" / "dsm.tif", job / "stage1" / "dsm.tif")
+    order = ((job / "stage1" / "dsm.tif",) if args.stage == "stage1"
+             else (job / "final" / "dsm.tif", job / "stage1" / "dsm.tif"))
     pred_path = next((p for p in order if p.exists()), None)
     if pred_path is None:
         from skyfall_core.errors import SkyfallError
@@ -170,8 +171,11 @@ def cmd_eval_dsm(args: argparse.Namespace) -> int:
     if args.truth_origin_txt and epsg is None and (job / "scene" / "frame.json").exists():
         epsg = json.loads((job / "scene" / "frame.json").read_text())["utm_epsg"]  # the AOI's UTM zone
     truth = read_dsm(args.truth, origin_txt=args.truth_origin_txt, epsg=epsg)
-    metrics = compare_dsm(read_dsm(pred_path), truth, max_shift_m=args.max_shift_m)
-    result = {"dsm": str(pred_path), "truth": str(args.truth), **metrics.to_dict()}
+    cls_path = None if args.truth_cls == "none" else (args.truth_cls or find_class_raster(args.truth))
+    cls = read_class_raster(cls_path, truth) if cls_path else None  # DFC2019: no water/unlabeled, + buildings
+    metrics = compare_dsm(read_dsm(pred_path), truth, max_shift_m=args.max_shift_m, truth_cls=cls)
+    result = {"dsm": str(pred_path), "truth": str(args.truth), "truth_cls": str(cls_path) if cls_path else None,
+              **metrics.to_dict()}
     _print(result, args.json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     return 0
 
@@ -258,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--truth", required=True, help="truth DSM GeoTIFF")
     e.add_argument("--truth-origin-txt", help="origin .txt for a truth TIFF without georeferencing")
     e.add_argument("--truth-epsg", type=int, help="EPSG of the truth grid when given by a .txt")
+    e.add_argument("--truth-cls", help="DFC2019 class raster on the truth grid (default: X_CLS.tif beside "
+                   "X_DSM.tif when present; 'none' = off): water/unlabeled left out, buildings reported")
     e.add_argument("--max-shift-m", type=float, default=2.0)
     e.add_argument("--stage", choices=["latest", "stage1"], default="latest",
                    help="latest = final/dsm.tif when the job has finished, else stage1/dsm.tif")

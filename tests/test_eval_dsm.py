@@ -68,3 +68,85 @@ def test_jax_truth_reads(jax_dir):
     g = read_dsm(jax_dir / "truth/JAX_068_DSM.tif", origin_txt=jax_dir / "truth/JAX_068_DSM.txt", epsg=32617)
     assert g.heights.shape == (512, 512)
     assert -40 < np.nanmin(g.heights) < np.nanmax(g.heights) < 60
+
+
+def _classes(shape) -> np.ndarray:
+    """Ground everywhere, a building block, a water strip and an unlabeled patch (DFC2019 codes)."""
+    cls = np.full(shape, 2, np.uint8)
+    cls[10:30, 10:40] = 6  # building
+    cls[60:, :] = 9  # water
+    cls[0:5, 80:] = 65  # unlabeled
+    return cls
+
+
+def test_class_raster_excludes_water_and_reports_buildings():
+    from skyfall_core.eval.dsm import DFC_CLASSES
+
+    assert DFC_CLASSES[6] == "buildings" and DFC_CLASSES[9] == "water" and DFC_CLASSES[65] == "unlabeled"
+    shape = (80, 90)
+    cls = _classes(shape)
+    truth = DSMGrid(np.full(shape, 5.0, np.float32), from_origin(436000, 3358000, 0.5, 0.5), 32617)
+    err = np.zeros(shape, np.float32)
+    err[cls == 6] = 2.0  # buildings 2 m too high
+    err[cls == 9] = 50.0  # water: garbage that DFC2019 does not score
+    err[cls == 65] = -30.0
+    err[40:50, 50:60] = -1.0  # some ground 1 m low
+    pred = DSMGrid(truth.heights + err, truth.transform, 32617)
+    m = compare_dsm(pred, truth, max_shift_m=0.0, truth_cls=cls)
+    scored = ~np.isin(cls, (9, 65))
+    assert m.n_pixels == int(scored.sum())
+    assert m.n_excluded_pixels == int((~scored).sum())
+    assert m.n_building_pixels == 20 * 30
+    # the registration's vertical bias is the median error (0 here: most scored pixels are exact)
+    assert m.vertical_bias_m == pytest.approx(0.0, abs=1e-6)
+    e = err[scored]
+    assert m.mae_m == pytest.approx(np.mean(np.abs(e)), rel=1e-5)
+    assert m.rmse_m == pytest.approx(np.sqrt(np.mean(e ** 2)), rel=1e-5)
+    assert m.mae_buildings_m == pytest.approx(2.0, abs=1e-5)
+    assert m.rmse_buildings_m == pytest.approx(2.0, abs=1e-5)
+    assert m.median_buildings_m == pytest.approx(2.0, abs=1e-5)
+    assert m.coverage == pytest.approx(1.0)
+    # without the class raster, water and unlabeled pixels dominate the error
+    plain = compare_dsm(pred, truth, max_shift_m=0.0)
+    assert plain.mae_m > 5 * m.mae_m and plain.mae_buildings_m is None
+    # the dict form carries the building figures
+    assert compare_dsm(pred, truth, truth_cls=cls).to_dict()["mae_buildings_m"] == pytest.approx(2.0, abs=1e-4)
+
+
+def test_class_raster_registration_ignores_water():
+    shape = (80, 90)
+    cls = _classes(shape)
+    truth = DSMGrid(_city(shape), from_origin(436000, 3358000, 0.5, 0.5), 32617)
+    h = truth.heights.copy()
+    h[cls == 9] += 40.0  # water floaters in the prediction
+    pred = DSMGrid(h + 1.5, from_origin(436000.5, 3358000, 0.5, 0.5), 32617)  # 0.5 m east, 1.5 m high
+    m = compare_dsm(pred, truth, truth_cls=cls)
+    assert m.shift_east_m == -0.5 and m.vertical_bias_m == pytest.approx(1.5, abs=1e-4)
+    assert m.mae_m < 1e-4 and m.mae_buildings_m < 1e-4
+
+
+def test_class_raster_found_beside_truth_and_shape_checked(tmp_path):
+    import rasterio
+
+    from skyfall_core.eval.dsm import find_class_raster, read_class_raster
+
+    truth = DSMGrid(_city((40, 40)), from_origin(436000, 3358000, 0.5, 0.5), 32617)
+    write_dsm(tmp_path / "A_DSM.tif", truth)
+    assert find_class_raster(tmp_path / "A_DSM.tif") is None
+    for name, n in (("A_CLS.tif", 40), ("B_CLS.tif", 30)):
+        with rasterio.open(tmp_path / name, "w", driver="GTiff", width=n, height=n, count=1, dtype="uint8") as ds:
+            ds.write(np.full((n, n), 6, np.uint8), 1)
+    assert find_class_raster(tmp_path / "A_DSM.tif") == tmp_path / "A_CLS.tif"
+    assert (read_class_raster(tmp_path / "A_CLS.tif", truth) == 6).all()
+    with pytest.raises(CorruptRasterError, match="class raster"):
+        read_class_raster(tmp_path / "B_CLS.tif", truth)
+
+
+def test_jax_class_raster_codes(jax_dir):
+    from skyfall_core.eval.dsm import DFC_CLASSES, find_class_raster, read_class_raster
+
+    truth_path = jax_dir / "truth/JAX_068_DSM.tif"
+    g = read_dsm(truth_path, origin_txt=jax_dir / "truth/JAX_068_DSM.txt", epsg=32617)
+    cls = read_class_raster(find_class_raster(truth_path), g)
+    assert set(np.unique(cls).tolist()) <= set(DFC_CLASSES)
+    assert (cls == 6).mean() > 0.2  # a built-up block
