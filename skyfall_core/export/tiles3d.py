@@ -174,7 +174,3 @@ def accessor_array(gltf: dict, blob: bytes, index: int) -> np.ndarray:
 def column_major(m: list[float]) -> np.ndarray:
     """4x4 numpy matrix of a glTF/3D Tiles column-major array."""
     return np.asarray(m, float).reshape(4, 4).T
-
-
-
-
