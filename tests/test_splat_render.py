@@ -9,14 +9,18 @@ alpha >= 1/255, stop before T <= 1e-4). Gradients come from autograd through tha
 from __future__ import annotations
 
 import math
+import os
+import platform
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
 from torch import Tensor
 
+from skyfall_core.splat import raster_cpu
 from skyfall_core.splat import render as render_module
 from skyfall_core.splat.projection import fully_fused_projection
 from skyfall_core.splat.raster_cpu import load_extension
@@ -83,7 +87,7 @@ def make_scene(seed: int, n: int, n_cameras: int, width: int, height: int,
 def reference_render(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
                      sh_degree=None, backgrounds=None, near_plane=0.01, far_plane=1e10):
     """Brute-force gsplat-semantics renderer (any dtype; use float64)."""
-    C, N = viewmats.shape[0], means.shape[0]
+    C = viewmats.shape[0]
     dtype = means.dtype
     q = quats / quats.norm(dim=-1, keepdim=True)
     w, x, y, z = q.unbind(-1)
@@ -456,3 +460,110 @@ def test_gsplat_backend_matches_cpu() -> None:  # pragma: no cover - needs a GPU
                     scene["Ks"].float().cuda(), 64, 48, sh_degree=1, backend="gsplat")
     for a, e in zip(gpu[:3], cpu[:3]):
         assert rel_err(a.cpu(), e) < 1e-4
+
+
+# ------------------------------------------------------------------------- builds (issue 18)
+# The kernel must be as correct (and, measured in BENCHMARKS.md, as fast) when built for an
+# AVX2-only CPU as for this machine's: the AVX2 build is compiled here with
+# SKYFALL_RASTER_MARCH=haswell into a temporary cache, once per session.
+
+def _cpu_flags() -> set[str]:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return set()
+    for line in cpuinfo.read_text(errors="replace").splitlines():
+        if line.startswith(("flags", "Features")) and ":" in line:
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@pytest.fixture(scope="session")
+def avx2_build(tmp_path_factory: pytest.TempPathFactory):
+    """(module, cache dir) of the kernel built with -march=haswell (AVX2 + FMA, no AVX-512)."""
+    if not raster_cpu.compiler_available():
+        pytest.skip("no C++ compiler: cannot build the AVX2-only variant of the CPU rasterizer")
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip(f"the AVX2-only build is an x86-64 build; this is {platform.machine()}")
+    if not {"avx2", "fma"} <= _cpu_flags():
+        pytest.skip("this CPU has no AVX2/FMA: an AVX2 build could not run here")
+    cache = tmp_path_factory.mktemp("raster_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKYFALL_CACHE_DIR", str(cache))
+        mp.setenv(raster_cpu.MARCH_ENV, "haswell")
+        build_dir = raster_cpu.extension_dir()
+        module = raster_cpu.build_extension()  # about a minute
+    if module is None:
+        pytest.fail("a C++ compiler is available but the -march=haswell build failed")
+    assert build_dir.is_relative_to(cache) and any(build_dir.glob("*.so"))
+    return module, cache
+
+
+@pytest.fixture
+def use_build(monkeypatch: pytest.MonkeyPatch):
+    """Route the cpu back-end to a given extension module for one test."""
+    def use(module) -> None:
+        monkeypatch.setattr(raster_cpu, "load_extension", lambda verbose=False: module)
+        monkeypatch.setattr(render_module, "load_extension", lambda verbose=False: module)
+    return use
+
+
+def test_march_setting_selects_flags_and_cache_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(raster_cpu.MARCH_ENV, raising=False)
+    assert raster_cpu.march_flags() == ("-march=native",)
+    assert raster_cpu.march_flags("haswell") == ("-march=haswell",)
+    assert raster_cpu.march_flags("native -mno-avx512f") == ("-march=native", "-mno-avx512f")
+    assert raster_cpu.march_flags("none") == ()
+    native_key = raster_cpu.extension_key()
+    assert raster_cpu.extension_key("native") == native_key
+    monkeypatch.setenv(raster_cpu.MARCH_ENV, "haswell")
+    assert raster_cpu.cxx_flags()[-1] == "-march=haswell"
+    assert raster_cpu.extension_key() == raster_cpu.extension_key("haswell") != native_key
+    assert raster_cpu.isa_label(["__SSE2__", "__AVX__", "__AVX2__", "__FMA__"]) == "AVX2+FMA"
+    assert raster_cpu.isa_label(["__AVX2__", "__FMA__", "__AVX512F__"]) == "AVX-512+FMA"
+    assert raster_cpu.isa_label(["__ARM_NEON"]) == "NEON"
+
+
+@needs_cpu_ext
+def test_default_build_reports_the_isa_it_was_compiled_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel = raster_cpu.kernel_isa()
+    macros = set(kernel["macros"])
+    assert kernel["isa"] == raster_cpu.isa_label(kernel["macros"]) != "none"
+    assert kernel["vector_bits"] in (128, 256, 512)
+    if os.environ.get(raster_cpu.MARCH_ENV, "native").strip() in ("", "native"):
+        flags = _cpu_flags()  # -march=native: the macros follow this CPU's flags
+        assert ("__AVX512F__" in macros) == ("avx512f" in flags)
+        assert ("__AVX2__" in macros) == ("avx2" in flags)
+        assert ("__FMA__" in macros) == ("fma" in flags)
+
+
+@pytest.mark.slow
+def test_avx2_build_reports_avx2_without_avx512(avx2_build) -> None:
+    module, _ = avx2_build
+    kernel = raster_cpu.kernel_isa(module)
+    assert kernel["flags"] == ["-march=haswell"]
+    assert {"__AVX2__", "__FMA__"} <= set(kernel["macros"])
+    assert "__AVX512F__" not in kernel["macros"]
+    assert kernel["isa"] == "AVX2+FMA" and kernel["vector_bits"] == 256
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["non_square_2cams", "dense_opaque", "saturated"])
+def test_avx2_build_matches_float64_reference(avx2_build, use_build, name: str) -> None:
+    use_build(avx2_build[0])
+    scene = make_scene(**SCENES[name])
+    assert_matches_reference(scene, "cpu", torch.float32, image_tol=1e-5, grad_tol=1e-4)
+    assert_matches_reference(scene, "cpu", torch.float64, image_tol=1e-12, grad_tol=1e-10)
+
+
+@pytest.mark.slow
+@needs_cpu_ext
+def test_avx2_build_agrees_with_the_default_build(avx2_build, use_build) -> None:
+    scene = make_scene(seed=57, n=1500, n_cameras=2, width=80, height=64, sh_degree=1,
+                       scale_range=(0.01, 0.1))
+    out_default, grads_default = render_with_grads(scene, torch.float32, "cpu")
+    use_build(avx2_build[0])
+    out_avx2, grads_avx2 = render_with_grads(scene, torch.float32, "cpu")
+    for a, b in zip(out_avx2, out_default):
+        assert rel_err(a, b) < 1e-6
+    for name in PARAM_NAMES:
+        assert rel_err(grads_avx2[name], grads_default[name]) < 1e-5, name

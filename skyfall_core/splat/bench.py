@@ -4,6 +4,11 @@ Scene: N Gaussians in front of one pinhole camera, their centres spread uniforml
 image, sizes such that the projected blobs have a standard deviation of ~1.5 px, random
 orientations, colours and opacities in 0.1..0.9. Each (size, back-end) runs in its own
 subprocess so that its peak RSS (`ru_maxrss`) is its own.
+
+The report names the processor and what the compiled kernel was built for (`kernel_isa`: the
+compiler's instruction-set macros, e.g. AVX-512 or AVX2). `builds` times several builds of the
+kernel in the same run, each a `$SKYFALL_RASTER_MARCH` value (e.g. ["native", "haswell"] for
+this CPU's build beside an AVX2-only one); the torch reference is timed once per size.
 """
 
 from __future__ import annotations
@@ -82,12 +87,17 @@ def time_backend(n_gaussians: int, size: int, backend: str, repeats: int,
         seconds, n_isects = _forward_backward(scene, backend)
         times.append(seconds)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"seconds": min(times), "times": times, "n_isects": n_isects,
-            "peak_rss_mb": peak_kib / 1024.0, "threads": torch.get_num_threads()}
+    result = {"seconds": min(times), "times": times, "n_isects": n_isects,
+              "peak_rss_mb": peak_kib / 1024.0, "threads": torch.get_num_threads()}
+    if backend == "cpu":
+        from skyfall_core.splat.raster_cpu import kernel_isa
+
+        result["kernel"] = kernel_isa()
+    return result
 
 
 def _run_in_subprocess(n_gaussians: int, size: int, backend: str, repeats: int,
-                       threads: int) -> dict[str, Any]:
+                       threads: int, march: str | None = None) -> dict[str, Any]:
     code = (
         "import json; from skyfall_core.splat.bench import time_backend; "
         f"print(json.dumps(time_backend({n_gaussians}, {size}, {backend!r}, {repeats}, {threads})))"
@@ -95,6 +105,10 @@ def _run_in_subprocess(n_gaussians: int, size: int, backend: str, repeats: int,
     package_root = str(Path(__file__).resolve().parents[2])  # the folder holding skyfall_core
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    if march is not None:
+        from skyfall_core.splat.raster_cpu import MARCH_ENV
+
+        env[MARCH_ENV] = march
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=False, env=env)
     if done.returncode != 0:
@@ -116,34 +130,59 @@ def estimated_torch_bytes(n_gaussians: int, size: int) -> float:
 
 
 def run_raster_benchmark(quick: bool = False, threads: list[int] | None = None,
-                         repeats: int | None = None) -> dict[str, Any]:
+                         repeats: int | None = None,
+                         builds: list[str] | None = None) -> dict[str, Any]:
     """Time forward+backward of the cpu and torch back-ends; a JSON-serialisable report.
 
-    Each (size, back-end, thread count) runs in a fresh subprocess (its own peak RSS). By
-    default both 1 thread and all of torch's threads are measured; the speed-up compares the
-    two back-ends at the same thread count. quick=True runs one tiny size on 1 thread (a few
-    seconds, for CI). The torch reference is skipped where its estimated memory exceeds
-    TORCH_MAX_BYTES (listed in `skipped`).
+    Each (size, back-end, thread count, build) runs in a fresh subprocess (its own peak RSS).
+    By default both 1 thread and all of torch's threads are measured; the speed-up compares
+    the two back-ends at the same thread count. quick=True runs one tiny size on 1 thread (a
+    few seconds, for CI). The torch reference is skipped where its estimated memory exceeds
+    TORCH_MAX_BYTES (listed in `skipped`). `builds`: `$SKYFALL_RASTER_MARCH` values to time
+    side by side (one row each per size and thread count, in that order, the torch reference
+    shared); default: the one build this environment uses. Each build compiles on its first
+    use (about a minute, not timed).
     """
+    from skyfall_core.splat.raster_cpu import cpu_isa, processor_name
+
     sizes = QUICK_SIZES if quick else FULL_SIZES
     if threads is None:
         threads = [1] if quick else sorted({1, torch.get_num_threads()})
     repeats = repeats or (2 if quick else 5)
+    marches: list[str | None] = list(builds) if builds else [None]
     rows, skipped = [], []
+    kernels: dict[str, Any] = {}
     for n_gaussians, size in sizes:
         for n_threads in threads:
-            row: dict[str, Any] = {"n_gaussians": n_gaussians, "width": size, "height": size,
-                                   "threads": n_threads}
-            row["cpu"] = _run_in_subprocess(n_gaussians, size, "cpu", repeats, n_threads)
+            reference: dict[str, Any] | None = None
             if estimated_torch_bytes(n_gaussians, size) <= TORCH_MAX_BYTES:
-                row["torch"] = _run_in_subprocess(n_gaussians, size, "torch",
-                                                  max(1, min(repeats, 2)), n_threads)
-                if "seconds" in row["cpu"] and "seconds" in row["torch"]:
-                    row["speedup"] = row["torch"]["seconds"] / row["cpu"]["seconds"]
+                reference = _run_in_subprocess(n_gaussians, size, "torch",
+                                               max(1, min(repeats, 2)), n_threads)
             else:
                 skipped.append(f"torch @ {n_gaussians} x {size}^2, {n_threads} thread(s): "
                                f"~{estimated_torch_bytes(n_gaussians, size) / 2**30:.0f} GiB")
-            rows.append(row)
+            for march in marches:
+                row: dict[str, Any] = {"n_gaussians": n_gaussians, "width": size,
+                                       "height": size, "threads": n_threads}
+                cpu = _run_in_subprocess(n_gaussians, size, "cpu", repeats, n_threads, march)
+                kernel = cpu.get("kernel", {})
+                row["build"] = march or _default_march()
+                row["isa"] = kernel.get("isa", "?")
+                row["cpu"] = cpu
+                kernels.setdefault(row["build"], kernel)
+                if reference is not None:
+                    row["torch"] = reference
+                    if "seconds" in cpu and "seconds" in reference:
+                        row["speedup"] = reference["seconds"] / cpu["seconds"]
+                rows.append(row)
+    first = rows[0]["build"] if rows else None
+    baseline = {(r["n_gaussians"], r["width"], r["threads"]): r["cpu"].get("seconds")
+                for r in rows if r["build"] == first}
+    if len(marches) > 1:
+        for row in rows:
+            base = baseline.get((row["n_gaussians"], row["width"], row["threads"]))
+            if base and "seconds" in row["cpu"]:
+                row["vs_first_build"] = row["cpu"]["seconds"] / base
     return {
         "benchmark": "raster forward+backward (projection, SH-free colours, binning, "
                      "compositing, and their backward)",
@@ -153,23 +192,46 @@ def run_raster_benchmark(quick: bool = False, threads: list[int] | None = None,
         "timing": "best of repeats (torch: best of <= 2), seconds; peak_rss_mb = ru_maxrss of "
                   "a fresh subprocess per measurement",
         "machine": platform.processor() or platform.machine(),
+        "processor": processor_name(),
+        "cpu_isa": cpu_isa(),  # what the CPU offers; the kernels' own ISA is in `kernels`
         "cpu_count": os.cpu_count(),
+        "kernels": kernels,  # per build: isa, compiler macros, target flags, vector width
         "rows": rows,
         "skipped": skipped,
     }
 
 
+def _default_march() -> str:
+    from skyfall_core.splat.raster_cpu import MARCH_ENV
+
+    return os.environ.get(MARCH_ENV, "").strip() or "native"
+
+
 def format_table(report: dict[str, Any]) -> str:
-    """Markdown table of a `run_raster_benchmark` report."""
-    lines = ["| N | image | threads | cpu s | cpu peak MB | torch s | torch peak MB | speed-up |",
-             "|---|---|---|---|---|---|---|---|"]
+    """Markdown table of a `run_raster_benchmark` report (processor and kernel ISA above it)."""
+    lines = [f"processor: {report.get('processor', report.get('machine', '?'))} "
+             f"({report.get('cpu_isa', '?')}), {report.get('cpu_count', '?')} logical CPUs"]
+    for build, kernel in report.get("kernels", {}).items():
+        lines.append(f"kernel build `{build}`: {kernel.get('isa', '?')} "
+                     f"({' '.join(kernel.get('flags', [])) or 'default flags'}; "
+                     f"{kernel.get('vector_bits', '?')}-bit vectors)")
+    multi = len(report.get("kernels", {})) > 1
+    lines.append("")
+    header = "| N | image | threads | build | kernel ISA | cpu s | cpu peak MB |"
+    rule = "|---|---|---|---|---|---|---|"
+    if multi:
+        header += " vs first build |"
+        rule += "---|"
+    lines += [header + " torch s | torch peak MB | speed-up |", rule + "---|---|---|"]
     nan = float("nan")
     for row in report["rows"]:
         cpu, ref = row["cpu"], row.get("torch", {})
-        lines.append(
-            f"| {row['n_gaussians']:,} | {row['width']}x{row['height']} | {row['threads']} "
-            f"| {cpu.get('seconds', nan):.3f} | {cpu.get('peak_rss_mb', nan):.0f} "
-            f"| {ref.get('seconds', nan):.3f} | {ref.get('peak_rss_mb', nan):.0f} "
-            f"| {row.get('speedup', nan):.1f} |"
-        )
+        line = (f"| {row['n_gaussians']:,} | {row['width']}x{row['height']} | {row['threads']} "
+                f"| {row.get('build', '?')} | {row.get('isa', '?')} "
+                f"| {cpu.get('seconds', nan):.3f} | {cpu.get('peak_rss_mb', nan):.0f} |")
+        if multi:
+            line += f" {row.get('vs_first_build', nan):.2f} |"
+        line += (f" {ref.get('seconds', nan):.3f} | {ref.get('peak_rss_mb', nan):.0f} "
+                 f"| {row.get('speedup', nan):.1f} |")
+        lines.append(line)
     return "\n".join(lines)

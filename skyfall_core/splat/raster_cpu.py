@@ -3,10 +3,15 @@
 The extension (`csrc/rasterize.cpp`) is compiled once with `torch.utils.cpp_extension.load`
 into `$SKYFALL_CACHE_DIR/torch_extensions/<key>` (default `~/.cache/skyfall_studio/...`), where
 `<key>` hashes the sources, the flags, the torch and Python versions and the CPU model/flags (the
-code is built with `-march=native`, so a cache shared between different machines never hands one
-machine a binary built for another's instruction set). Parallelism uses ATen's intra-op thread
-pool (OpenMP in the CPU wheels; `torch.set_num_threads` applies); vectorisation uses
-`#pragma omp simd` (`-fopenmp-simd`, no second OpenMP runtime is linked).
+code is built with `-march=native` by default, so a cache shared between different machines
+never hands one machine a binary built for another's instruction set). `$SKYFALL_RASTER_MARCH`
+replaces the target (e.g. `haswell` for an AVX2-only build, or `native -mno-avx512f`); it is
+part of the key. `kernel_isa()` reports what the binary was really compiled for (the
+compiler's `__AVX512F__`/`__AVX2__`/`__FMA__`/`__ARM_NEON` macros and the vector width).
+
+Parallelism uses ATen's intra-op thread pool (OpenMP in the CPU wheels; `torch.set_num_threads`
+applies); vectorisation uses GCC/Clang vector extensions of one register's width (kernels.h),
+so the kernels run at the same speed per instruction on AVX2-only and AVX-512 CPUs (issue 18).
 """
 
 from __future__ import annotations
@@ -31,8 +36,34 @@ from skyfall_core.splat.projection import Projected
 CSRC_DIR = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("rasterize.cpp",)  # compiled
 HEADERS = ("kernels.h",)  # included; part of the cache key
-CXX_FLAGS = ("-O3", "-march=native", "-DNDEBUG", "-std=c++17", "-Wno-psabi")
+BASE_CXX_FLAGS = ("-O3", "-DNDEBUG", "-std=c++17", "-Wno-psabi")
+MARCH_ENV = "SKYFALL_RASTER_MARCH"  # target of the build: "native" (default), "haswell", ...
 TILE_SIZE = 16  # fixed in the C++ kernel (kTile)
+
+
+def march_flags(march: str | None = None) -> tuple[str, ...]:
+    """Target flags of the build from `march` (default `$SKYFALL_RASTER_MARCH`, else "native").
+
+    A bare word is a `-march=` value ("native", "haswell", "znver3", "x86-64-v3"); words
+    starting with "-" are passed as they are, so "native -mno-avx512f" builds for this CPU
+    without AVX-512. An empty value or "none" adds no target flag (the compiler's default).
+    """
+    if march is None:
+        march = os.environ.get(MARCH_ENV, "").strip() or "native"
+    flags = []
+    for word in march.split():
+        if word.lower() == "none":
+            continue
+        flags.append(word if word.startswith("-") else f"-march={word}")
+    return tuple(flags)
+
+
+def cxx_flags(march: str | None = None) -> tuple[str, ...]:
+    """All compiler flags of the build (see `march_flags`)."""
+    return BASE_CXX_FLAGS + march_flags(march)
+
+
+CXX_FLAGS = cxx_flags("native")  # the default build's flags
 
 
 def cache_root() -> Path:
@@ -54,19 +85,19 @@ def _cpu_fingerprint() -> str:
     return "\n".join(parts)
 
 
-def extension_key() -> str:
-    """Hash of everything the compiled binary depends on."""
+def extension_key(march: str | None = None) -> str:
+    """Hash of everything the compiled binary depends on (sources, flags, versions, CPU)."""
     digest = hashlib.sha256()
     for name in SOURCES + HEADERS:
         digest.update((CSRC_DIR / name).read_bytes())
-    for part in (" ".join(CXX_FLAGS), torch.__version__, sys.version, _cpu_fingerprint()):
+    for part in (" ".join(cxx_flags(march)), torch.__version__, sys.version, _cpu_fingerprint()):
         digest.update(part.encode())
     return digest.hexdigest()[:16]
 
 
-def extension_dir() -> Path:
-    """Build folder of the extension for this machine and these sources."""
-    return cache_root() / "torch_extensions" / extension_key()
+def extension_dir(march: str | None = None) -> Path:
+    """Build folder of the extension for this machine, these sources and this target."""
+    return cache_root() / "torch_extensions" / extension_key(march)
 
 
 def compiler_available() -> bool:
@@ -78,8 +109,18 @@ def compiler_available() -> bool:
 def load_extension(verbose: bool = False) -> ModuleType | None:
     """Compile (first call on a machine, about a minute) or load the extension; None on failure.
 
-    A failure (no compiler, no Python headers, a compiler error) is reported with a warning
+    The target comes from `$SKYFALL_RASTER_MARCH` (default "native", see `march_flags`). A
+    failure (no compiler, no Python headers, a compiler error) is reported with a warning
     naming the cause; callers then fall back to the pure-PyTorch rasterizer.
+    """
+    return build_extension(verbose=verbose)
+
+
+def build_extension(march: str | None = None, verbose: bool = False) -> ModuleType | None:
+    """Compile or load the extension for `march` (see `march_flags`); None on failure.
+
+    Not cached: `load_extension` is the process-wide entry point. Builds for different
+    targets have different module names and folders, so they can be loaded side by side.
     """
     if not compiler_available():
         warnings.warn(
@@ -91,14 +132,14 @@ def load_extension(verbose: bool = False) -> ModuleType | None:
         return None
     from torch.utils import cpp_extension
 
-    build_dir = extension_dir()
+    build_dir = extension_dir(march)
     build_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
         module = cpp_extension.load(
-            name=f"skyfall_splat_cpu_{extension_key()}",
+            name=f"skyfall_splat_cpu_{extension_key(march)}",
             sources=[str(CSRC_DIR / name) for name in SOURCES],
-            extra_cflags=list(CXX_FLAGS),
+            extra_cflags=list(cxx_flags(march)),
             build_directory=str(build_dir),
             verbose=verbose,
         )
@@ -112,7 +153,69 @@ def load_extension(verbose: bool = False) -> ModuleType | None:
         )
         return None
     (build_dir / "load_seconds.txt").write_text(f"{time.perf_counter() - start:.2f}\n")
+    module.skyfall_target_flags = march_flags(march)  # type: ignore[attr-defined]
     return module
+
+
+def kernel_isa(module: ModuleType | None = None) -> dict[str, object]:
+    """What the compiled kernel was built for: {"isa": "AVX-512+FMA" | "AVX2+FMA" | ..., "macros":
+    [the instruction-set macros the compiler defined], "flags": the target flags, "vector_bits":
+    width of the tile kernels' vectors}.
+
+    Read from the binary itself (`isa_macros()` in rasterize.cpp), not from the CPU, so it
+    shows what `-march` really gave. {"isa": "none"} when the extension is not available.
+    """
+    module = load_extension() if module is None else module
+    if module is None:
+        return {"isa": "none", "macros": [], "flags": [], "vector_bits": 0}
+    macros = list(module.isa_macros())
+    flags = list(getattr(module, "skyfall_target_flags", ()))
+    return {"isa": isa_label(macros), "macros": macros, "flags": flags,
+            "vector_bits": 8 * int(module.vector_bytes())}
+
+
+def isa_label(macros: list[str]) -> str:
+    """Short name of the widest vector instruction set among the compiler macros."""
+    present = set(macros)
+    if "__AVX512F__" in present:
+        return "AVX-512" + ("+FMA" if "__FMA__" in present else "")
+    if "__AVX2__" in present:
+        return "AVX2" + ("+FMA" if "__FMA__" in present else "")
+    if "__AVX__" in present:
+        return "AVX"
+    if "__ARM_FEATURE_SVE" in present:
+        return "SVE"
+    if "__ARM_NEON" in present:
+        return "NEON"
+    if "__SSE2__" in present:
+        return "SSE2"
+    return "scalar"
+
+
+def cpu_isa() -> str:
+    """The widest vector instruction set this CPU offers (from /proc/cpuinfo's flags), in
+    `isa_label`'s words: what a -march=native build can use. "unknown" without /proc/cpuinfo."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return "unknown"
+    flags: set[str] = set()
+    for line in cpuinfo.read_text(errors="replace").splitlines():
+        if line.startswith(("flags", "Features")) and ":" in line:
+            flags = set(line.split(":", 1)[1].split())
+            break
+    names = {"sse2": "__SSE2__", "avx": "__AVX__", "avx2": "__AVX2__", "fma": "__FMA__",
+             "avx512f": "__AVX512F__", "asimd": "__ARM_NEON", "sve": "__ARM_FEATURE_SVE"}
+    return isa_label([macro for flag, macro in names.items() if flag in flags])
+
+
+def processor_name() -> str:
+    """The CPU's model name (/proc/cpuinfo "model name", else platform.processor())."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith(("model name", "Model", "Hardware")) and ":" in line:
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 class _ProjectCPU(torch.autograd.Function):

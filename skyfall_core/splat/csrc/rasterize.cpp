@@ -6,7 +6,10 @@
 // CPU specifics (the results are those of the GPU kernel):
 //  * each Gaussian carries a pixel box outside which its alpha is < 1/255 (computed from its
 //    conic and opacity, with a small safety margin), so a tile only visits the pixels it can
-//    touch; rows are processed 16 pixels at a time with `#pragma omp simd`.
+//    touch; rows are cut into chunks of one native vector register (8 floats with AVX2 and
+//    AVX-512, 4 with SSE2/NEON) written with GCC/Clang vector extensions (kernels.h), and
+//    chunks outside the box are skipped.
+//  * subnormals are flushed to zero on the worker threads while they composite (x86).
 //  * threads (ATen's intra-op pool) take (camera, tile) jobs from an atomic counter.
 //  * the backward pass writes one gradient record per intersection (no atomics), then sums
 //    them per Gaussian in a fixed order, so gradients are deterministic.
@@ -15,6 +18,10 @@
 #include <ATen/Parallel.h>
 
 #include <atomic>
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+#include <string>
 #include <limits>
 #include <vector>
 
@@ -23,12 +30,40 @@
 namespace skyfall {
 namespace {
 
-// Runs job(j) for j in [0, n_jobs) on ATen's thread pool, handing jobs out dynamically.
+// Flush-to-zero and denormals-are-zero on this thread while in scope (x86 MXCSR bits 15 and
+// 6), restored on exit. The tile kernels evaluate exp(-sigma) on every lane of a chunk, also
+// where the Gaussian is negligible (masked out afterwards); products of such tiny values can
+// be subnormal, and x86 cores take a microcode assist (~100+ cycles) per subnormal result.
+// Only values below 1.2e-38 change, far below anything the renderer keeps. On ARM the cores
+// handle subnormals in hardware, so nothing is changed there.
+class FlushDenormals {
+  public:
+    FlushDenormals() {
+#if defined(__SSE__) || defined(__x86_64__)
+        saved_ = _mm_getcsr();
+        _mm_setcsr(saved_ | 0x8040u);
+#endif
+    }
+    ~FlushDenormals() {
+#if defined(__SSE__) || defined(__x86_64__)
+        _mm_setcsr(saved_);
+#endif
+    }
+    FlushDenormals(const FlushDenormals &) = delete;
+    FlushDenormals &operator=(const FlushDenormals &) = delete;
+
+  private:
+    unsigned int saved_ = 0;
+};
+
+// Runs job(j) for j in [0, n_jobs) on ATen's thread pool, handing jobs out dynamically
+// (with subnormals flushed on the worker threads while they run jobs).
 template <typename F>
 void parallel_jobs(int64_t n_jobs, const F &job) {
     std::atomic<int64_t> next{0};
     const int64_t n_workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_jobs));
     at::parallel_for(0, n_workers, 1, [&](int64_t begin, int64_t end) {
+        const FlushDenormals flush;
         for (int64_t w = begin; w < end; ++w) {
             for (int64_t j = next.fetch_add(1); j < n_jobs; j = next.fetch_add(1)) {
                 job(j);
@@ -221,20 +256,24 @@ std::vector<at::Tensor> rasterize_forward(const at::Tensor &means2d, const at::T
                            colors.options().dtype(at::kByte));
         auto *splats = reinterpret_cast<PackedSplat<S> *>(packed.data_ptr<uint8_t>());
         const int32_t *ids = flatten_ids.data_ptr<int32_t>();
+        // data_ptr() checks the dtype on every call: fetch the pointers once, not per entry.
+        const S *means2d_p = means2d.data_ptr<S>(), *conics_p = conics.data_ptr<S>();
+        const S *colors_p = colors.data_ptr<S>(), *opacities_p = opacities.data_ptr<S>();
+        const int32_t *boxes_p = boxes.data_ptr<int32_t>();
         SKYFALL_DISPATCH_CHANNELS(D, [&] {
             at::parallel_for(0, n_isects, 16384, [&](int64_t begin, int64_t end) {
                 for (int64_t k = begin; k < end; ++k) {
-                    pack_splat<S, kD>(means2d.data_ptr<S>(), conics.data_ptr<S>(),
-                                      colors.data_ptr<S>(), opacities.data_ptr<S>(),
-                                      boxes.data_ptr<int32_t>(), ids[k], splats[k]);
+                    pack_splat<S, kD>(means2d_p, conics_p, colors_p, opacities_p, boxes_p, ids[k],
+                                      splats[k]);
                 }
             });
             const TileInputs<S> in{splats,
                                    backgrounds.has_value() ? backgrounds->data_ptr<S>() : nullptr,
                                    offsets.data_ptr<int64_t>()};
+            S *colors_out = out_colors.data_ptr<S>(), *alphas_out = out_alphas.data_ptr<S>();
+            int32_t *last_out = last_ids.data_ptr<int32_t>();
             parallel_jobs(C * grid.n_tiles, [&](int64_t job) {
-                forward_tile<S, kD>(in, grid, job, out_colors.data_ptr<S>(),
-                                    out_alphas.data_ptr<S>(), last_ids.data_ptr<int32_t>());
+                forward_tile<S, kD>(in, grid, job, colors_out, alphas_out, last_out);
             });
         });
     });
@@ -279,10 +318,11 @@ std::vector<at::Tensor> rasterize_backward(
             constexpr int R = kRecord<kD>;
             at::Tensor v_isect = at::empty({n_isects, R}, options);  // every record is written
             S *vi = v_isect.data_ptr<S>();
+            const S *alphas_p = out_alphas.data_ptr<S>(), *v_colors_p = v_out_colors.data_ptr<S>();
+            const S *v_alphas_p = v_out_alphas.data_ptr<S>();
+            const int32_t *last_p = last_ids.data_ptr<int32_t>();
             parallel_jobs(C * grid.n_tiles, [&](int64_t job) {
-                backward_tile<S, kD>(in, grid, job, out_alphas.data_ptr<S>(),
-                                     last_ids.data_ptr<int32_t>(), v_out_colors.data_ptr<S>(),
-                                     v_out_alphas.data_ptr<S>(), vi);
+                backward_tile<S, kD>(in, grid, job, alphas_p, last_p, v_colors_p, v_alphas_p, vi);
             });
             S *vm = v_means2d.data_ptr<S>();
             S *vc = v_conics.data_ptr<S>();
@@ -390,6 +430,49 @@ std::vector<at::Tensor> project_backward(const at::Tensor &means, const at::Tens
     return {v_means, v_quats, v_scales};
 }
 
+// The instruction-set macros the compiler defined for this translation unit: what -march
+// really gave the kernels (reported by `bench raster` and checked by the tests).
+std::vector<std::string> isa_macros() {
+    std::vector<std::string> out;
+#ifdef __SSE2__
+    out.push_back("__SSE2__");
+#endif
+#ifdef __AVX__
+    out.push_back("__AVX__");
+#endif
+#ifdef __AVX2__
+    out.push_back("__AVX2__");
+#endif
+#ifdef __FMA__
+    out.push_back("__FMA__");
+#endif
+#ifdef __F16C__
+    out.push_back("__F16C__");
+#endif
+#ifdef __AVX512F__
+    out.push_back("__AVX512F__");
+#endif
+#ifdef __AVX512VL__
+    out.push_back("__AVX512VL__");
+#endif
+#ifdef __AVX512BW__
+    out.push_back("__AVX512BW__");
+#endif
+#ifdef __AVX512DQ__
+    out.push_back("__AVX512DQ__");
+#endif
+#ifdef __ARM_NEON
+    out.push_back("__ARM_NEON");
+#endif
+#ifdef __ARM_FEATURE_FMA
+    out.push_back("__ARM_FEATURE_FMA");
+#endif
+#ifdef __ARM_FEATURE_SVE
+    out.push_back("__ARM_FEATURE_SVE");
+#endif
+    return out;
+}
+
 }  // namespace skyfall
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -402,4 +485,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("project_forward", &skyfall::project_forward, "EWA projection of 3D Gaussians");
     m.def("project_backward", &skyfall::project_backward, "Gradients of project_forward");
     m.def("tile_size", [] { return skyfall::kTile; });
+    m.def("isa_macros", &skyfall::isa_macros,
+          "Instruction-set macros the compiler defined for this build (__AVX512F__, __AVX2__, ...)");
+    m.def("vector_bytes", [] { return skyfall::kVecBytes; },
+          "Width of the tile kernels' vectors in bytes (32: AVX2/AVX-512, 16: SSE2/NEON)");
 }
