@@ -4,13 +4,30 @@ The renderer only knows pinhole cameras, so the DSM camera looks straight down f
 ``altitude_m`` (100 km by default) with a focal length that makes one pixel ``resolution`` metres
 on the ground: its rays are parallel to within ``half-width / altitude`` (~1e-3 rad for a 250 m
 AOI), so the lateral error on a 60 m roof is below 0.1 m. The height of a pixel is
-``camera z - expected depth``; pixels whose alpha is below ``min_alpha`` are nodata.
+``camera z - depth``; pixels whose alpha is below ``min_alpha`` are nodata.
+
+Three ways to get that depth (``dsm_method``, :data:`DSM_METHODS`):
+
+* ``"expected"``: the alpha-weighted mean depth of the top-down render (the original method); a
+  floater or a semi-transparent layer above a roof pulls the height up by its share of the weight.
+* ``"median"``: the opacity-aware median depth, the depth where the transmittance along the
+  top-down ray crosses 0.5 (2DGS/RaDe-GS style). No new kernel: the Gaussians are binned by depth
+  (``bin_m``), and each bin's indicator (and its depth offset) is composited as a feature with the
+  existing rasterizer; the accumulated weight of the bins in front of a pixel is 1 - T, so the
+  crossing bin is found per pixel and its weight-averaged depth is the surface.
+* ``"fusion"``: the training views' depths (expected depth in each satellite view, rendered from its
+  own camera) back-projected onto the ENU grid, per-cell median; cells no view saw take the
+  top-down median.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+from torch import Tensor
 
 from skyfall_core.eval.dsm import DSMGrid
 from skyfall_core.geo.frames import LocalFrame
@@ -49,6 +66,210 @@ def render_height_map(render_fn, bounds_xy, resolution: float, altitude_m: float
     z = altitude_m - depth.double().cpu().numpy()
     z[alpha.cpu().numpy() < min_alpha] = np.nan
     return z.astype(np.float32), (bounds_xy[0], bounds_xy[3])
+
+
+DSM_METHODS = ("expected", "median", "fusion")
+DEFAULT_DSM_METHOD = "median"  # provisional, until the JAX_068 ablation (benchmarks/bench_dsm_methods.py)
+
+
+@dataclass
+class Splats:
+    """Activated Gaussian parameters (what the rasterizer takes)."""
+
+    means: Tensor  # [N, 3]
+    quats: Tensor  # [N, 4]
+    scales: Tensor  # [N, 3] linear
+    opacities: Tensor  # [N] 0..1
+
+    @classmethod
+    def from_model(cls, model) -> "Splats":
+        return cls(model.means.detach(), model.params["quats"].detach(), model.scales.detach(),
+                   model.opacities.detach())
+
+
+class _Compositor:
+    """One camera's projection, then any number of feature composites [H, W, D] over it.
+
+    The cpu back-end bins the Gaussians once and composites 4 channels per pass; the torch
+    back-end composites all channels at once; gsplat goes through :func:`rasterize` (3 per pass).
+    """
+
+    def __init__(self, splats: Splats, viewmat: Tensor, K: Tensor, width: int, height: int, backend: str = "auto"):
+        from skyfall_core.splat.projection import fully_fused_projection
+        from skyfall_core.splat.raster_cpu import load_extension, project_gaussians_cpu
+        from skyfall_core.splat.render import resolve_backend
+
+        self.splats, self.width, self.height = splats, width, height
+        dev = splats.means.device
+        self.viewmat, self.K = viewmat.to(dev, torch.float32), K.to(dev, torch.float32)
+        self.backend = resolve_backend(backend, dev)
+        self.chunk = {"cpu": 4, "gsplat": 3}.get(self.backend, 64)
+        if self.backend == "gsplat":
+            from skyfall_core.splat.render import rasterize
+
+            _, _, depth, info = rasterize(splats.means, splats.quats, splats.scales, splats.opacities,
+                                          splats.means.new_zeros(len(splats.means), 3), self.viewmat[None],
+                                          self.K[None], width, height, backend="gsplat")
+            self.depths = info["depths"][0]
+            self.visible = (info["radii"][0] > 0).all(-1)
+            return
+        project = project_gaussians_cpu if self.backend == "cpu" else fully_fused_projection
+        self.proj = project(splats.means, splats.quats, splats.scales, splats.opacities, self.viewmat[None],
+                            self.K[None], width, height)
+        self.depths = self.proj.depths[0]  # [N] camera z
+        self.visible = (self.proj.radii[0] > 0).all(-1)  # [N]
+        self.opac = splats.opacities[None].contiguous()
+        if self.backend == "cpu":
+            self.ext = load_extension()
+            p = self.proj
+            self.bins = self.ext.bin_gaussians(p.means2d.contiguous(), p.conics.contiguous(), self.opac,
+                                               p.radii.contiguous(), p.depths.contiguous(), width, height)
+
+    def composite(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """(composited features [H, W, D], alpha [H, W]) of per-Gaussian features [N, D], D <= chunk."""
+        D = features.shape[1]
+        if self.backend == "gsplat":
+            from skyfall_core.splat.render import rasterize
+
+            f = torch.nn.functional.pad(features, (0, 3 - D))
+            s = self.splats
+            rgb, alpha, _, _ = rasterize(s.means, s.quats, s.scales, s.opacities, f, self.viewmat[None],
+                                         self.K[None], self.width, self.height, backend="gsplat")
+            return rgb[0, ..., :D], alpha[0, ..., 0]
+        p = self.proj
+        if self.backend == "cpu":
+            offsets, flatten_ids, boxes = self.bins
+            render, alphas, _, _ = self.ext.rasterize_forward(
+                p.means2d.contiguous(), p.conics.contiguous(), features[None].contiguous(), self.opac, None,
+                boxes, offsets, flatten_ids, self.width, self.height)
+            return render[0], alphas[0]
+        from skyfall_core.splat.raster_torch import rasterize_to_pixels_torch
+
+        render, alphas, _ = rasterize_to_pixels_torch(p.means2d, p.conics, features[None].contiguous(), self.opac,
+                                                      p.radii, p.depths, self.width, self.height)
+        return render[0], alphas[0, ..., 0]
+
+    def expected_depth(self) -> tuple[Tensor, Tensor]:
+        """(alpha [H, W], expected depth [H, W]) as the ordinary render gives them."""
+        d0 = float(self.depths[self.visible].mean()) if bool(self.visible.any()) else 0.0
+        out, alpha = self.composite((self.depths - d0)[:, None].to(torch.float32))  # offset: float32 precision
+        return alpha, out[..., 0] / alpha.clamp_min(1e-10) + d0
+
+    def median_depth(self, bin_m: float = 0.5, max_bins: int = 512) -> tuple[Tensor, Tensor]:
+        """(alpha [H, W], median depth [H, W], NaN where the transmittance never reaches 0.5).
+
+        The Gaussians (sorted front to back by centre depth, as the rasterizer does) are cut into
+        depth bins; compositing a bin's indicator gives the blend weight of that bin at each
+        pixel, and the weights of the bins in front add up to 1 - T. The first bin where 1 - T
+        reaches 0.5 holds the median; its weight-averaged depth (a second feature) is returned.
+        """
+        H, W = self.height, self.width
+        dev = self.depths.device
+        out = torch.full((H, W), float("nan"), device=dev)
+        cum = torch.zeros(H, W, device=dev)
+        if not bool(self.visible.any()):
+            return cum, out
+        d = self.depths
+        lo, hi = float(d[self.visible].min()), float(d[self.visible].max())
+        n_bins = min(max_bins, max(1, math.ceil((hi - lo) / bin_m) + 1))
+        width = max((hi - lo) / max(n_bins - 1, 1), 1e-6)
+        idx = ((d - lo) / width).floor().clamp(0, n_bins - 1).long()
+        idx = torch.where(self.visible, idx, torch.full_like(idx, -1))
+        used = torch.unique(idx[idx >= 0]).tolist()  # only bins that hold a drawn Gaussian
+        per_pass = max(self.chunk // 2, 1)
+        found = torch.zeros(H, W, dtype=torch.bool, device=dev)
+        for start in range(0, len(used), per_pass):
+            group = used[start:start + per_pass]
+            cols = []
+            for b in group:
+                ind = (idx == b).to(torch.float32)
+                centre = lo + (b + 0.5) * width
+                cols += [ind, ind * (d - centre).to(torch.float32)]
+            comp, _ = self.composite(torch.stack(cols, dim=1))
+            for j, b in enumerate(group):
+                w, wz = comp[..., 2 * j], comp[..., 2 * j + 1]
+                cross = ~found & (cum + w >= 0.5) & (w > 0)
+                out[cross] = lo + (b + 0.5) * width + wz[cross] / w[cross]
+                found |= cross
+                cum += w
+            if bool(found.all()):
+                break
+        return cum, out
+
+
+def topdown_median_heights(splats: Splats, bounds_xy, resolution: float, altitude_m: float = 1e5, *,
+                           bin_m: float = 0.5, backend: str = "auto") -> tuple[np.ndarray, tuple[float, float]]:
+    """ENU height map [H, W] from the top-down median depth (NaN = transmittance never reaches 0.5)."""
+    viewmat, K, w, h = topdown_camera(bounds_xy, resolution, altitude_m)
+    _, depth = _Compositor(splats, viewmat, K, w, h, backend).median_depth(bin_m)
+    z = altitude_m - depth.double().cpu().numpy()
+    return z.astype(np.float32), (bounds_xy[0], bounds_xy[3])
+
+
+def fused_heights(splats: Splats, cameras: list[tuple[Tensor, Tensor, int, int]], bounds_xy, resolution: float, *,
+                  min_alpha: float = 0.5, min_views: int = 2, backend: str = "auto"
+                  ) -> tuple[np.ndarray, tuple[float, float]]:
+    """ENU height map [H, W]: per-cell median of the views' back-projected expected depths.
+
+    ``cameras``: (viewmat [4, 4], K [3, 3], width, height) of each view (renderer convention: pixel
+    centres at +0.5). A pixel counts where its alpha reaches ``min_alpha``; a cell needs samples
+    from ``min_views`` views (NaN otherwise).
+    """
+    xmin, xmax, ymin, ymax = bounds_xy
+    W = int(np.ceil((xmax - xmin) / resolution))
+    H = int(np.ceil((ymax - ymin) / resolution))
+    cells, heights, view_ids = [], [], []
+    for v, (viewmat, K, w, h) in enumerate(cameras):
+        alpha, depth = _Compositor(splats, viewmat, K, w, h, backend).expected_depth()
+        ok = (alpha >= min_alpha).cpu().numpy()
+        z = depth.double().cpu().numpy()[ok]
+        vv, uu = np.nonzero(ok)
+        Kd, M = K.double().cpu().numpy(), viewmat.double().cpu().numpy()
+        cam = np.stack([(uu + 0.5 - Kd[0, 2]) / Kd[0, 0] * z, (vv + 0.5 - Kd[1, 2]) / Kd[1, 1] * z, z], axis=1)
+        world = (cam - M[:3, 3]) @ M[:3, :3]  # R^T (x - t)
+        j = np.floor((world[:, 0] - xmin) / resolution).astype(np.int64)
+        i = np.floor((ymax - world[:, 1]) / resolution).astype(np.int64)
+        inside = (i >= 0) & (i < H) & (j >= 0) & (j < W)
+        cells.append(i[inside] * W + j[inside])
+        heights.append(world[inside, 2])
+        view_ids.append(np.full(int(inside.sum()), v, np.int32))
+    out = np.full(H * W, np.nan)
+    if cells:
+        c, z, vid = np.concatenate(cells), np.concatenate(heights), np.concatenate(view_ids)
+        order = np.lexsort((z, c))
+        c, z, vid = c[order], z[order], vid[order]
+        starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+        counts = np.diff(np.r_[starts, c.size])
+        lo_mid = starts + (counts - 1) // 2
+        hi_mid = starts + counts // 2
+        med = 0.5 * (z[lo_mid] + z[hi_mid])
+        # distinct views per cell
+        pair = np.unique(c.astype(np.int64) * (len(cameras) + 1) + vid)
+        nviews = np.bincount(pair // (len(cameras) + 1), minlength=H * W)
+        keep = nviews[c[starts]] >= min_views
+        out[c[starts][keep]] = med[keep]
+    return out.reshape(H, W).astype(np.float32), (xmin, ymax)
+
+
+@torch.no_grad()
+def dsm_heights(splats: Splats, bounds_xy, resolution: float, method: str = DEFAULT_DSM_METHOD, *,
+                cameras: list[tuple[Tensor, Tensor, int, int]] | None = None, backend: str = "auto",
+                altitude_m: float = 1e5, min_alpha: float = 0.5, bin_m: float = 0.5
+                ) -> tuple[np.ndarray, tuple[float, float]]:
+    """ENU height map [H, W] (NaN = nodata) and its top-left corner with the chosen ``method``."""
+    if method not in DSM_METHODS:
+        raise ValueError(f"dsm_method must be one of {DSM_METHODS}, got {method!r}")
+    if method == "expected":
+        def render_fn(viewmat, K, w, h):
+            return _Compositor(splats, viewmat, K, w, h, backend).expected_depth()
+        return render_height_map(render_fn, bounds_xy, resolution, altitude_m, min_alpha)
+    top, corner = topdown_median_heights(splats, bounds_xy, resolution, altitude_m, bin_m=bin_m, backend=backend)
+    if method == "median":
+        return top, corner
+    if not cameras:
+        raise ValueError("dsm_method 'fusion' needs the training views' cameras")
+    fused, _ = fused_heights(splats, cameras, bounds_xy, resolution, min_alpha=min_alpha, backend=backend)
+    return np.where(np.isfinite(fused), fused, top).astype(np.float32), corner
 
 
 def enu_heights_to_utm(heights: np.ndarray, corner: tuple[float, float], resolution: float,

@@ -221,17 +221,15 @@ def write_stage1_outputs(trainer: SplatTrainer, scene_dir: Path, out_dir: Path, 
     return metrics
 
 
-def render_dsm(trainer: SplatTrainer, scene: SceneData, resolution: float = 0.5):
-    """The splats' DSM on a UTM grid covering the AOI box (see :mod:`dsm_render`)."""
-    from skyfall_core.pipeline.dsm_render import enu_heights_to_utm, render_height_map
+def render_dsm(trainer: SplatTrainer, scene: SceneData, resolution: float = 0.5, method: str | None = None):
+    """The splats' DSM on a UTM grid covering the AOI box (see :mod:`dsm_render`); ``method`` is one
+    of ``dsm_render.DSM_METHODS`` (default ``DEFAULT_DSM_METHOD``)."""
+    from skyfall_core.pipeline.dsm_render import DEFAULT_DSM_METHOD, Splats, dsm_heights, enu_heights_to_utm
 
-    def render_fn(viewmat, K, w, h):
-        view = View("dsm", torch.zeros(h, w, 3), torch.ones(h, w, dtype=torch.bool), viewmat, K, None)
-        _, alpha, depth, _ = trainer.render(view, with_grad=False)
-        return alpha, depth
-
+    cameras = [(v.viewmat, v.K, v.width, v.height) for v in scene.views]
     x0, x1, y0, y1 = scene.bounds_enu[:4]
-    heights, corner = render_height_map(render_fn, (x0, x1, y0, y1), resolution)
+    heights, corner = dsm_heights(Splats.from_model(trainer.model), (x0, x1, y0, y1), resolution,
+                                  method or DEFAULT_DSM_METHOD, cameras=cameras, backend=trainer.settings.backend)
     return enu_heights_to_utm(heights, corner, resolution, scene.frame)
 
 
