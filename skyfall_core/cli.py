@@ -106,9 +106,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from skyfall_core.splat.bench import run_raster_benchmark
 
         result = run_raster_benchmark(quick=args.quick)
+    elif args.what == "gpu":
+        from skyfall_core.pipeline.bench_gpu import run_gpu_benchmark
+
+        result = run_gpu_benchmark(work_dir=Path(args.work_dir) if args.work_dir else None,
+                                   log=lambda m: print(m, file=sys.stderr, flush=True))
     else:  # pragma: no cover - argparse restricts the choices
         raise SystemExit(f"unknown benchmark {args.what}")
     _print(result, args.json, lambda r: json.dumps(r, indent=2, default=str))
+    return 0
+
+
+def cmd_device(args: argparse.Namespace) -> int:
+    """The device a job would use here; on CUDA, build gsplat's kernels now (once per machine)."""
+    import torch
+
+    from skyfall_core.config import load_config
+    from skyfall_core.splat.device import prepare_renderer, resolve_device
+
+    cfg = load_config(args.config)
+    device = resolve_device(cfg.device.compute)
+    info: dict[str, Any] = {"device": str(device), "torch": torch.__version__, "cuda_build": torch.version.cuda,
+                            "renderer": cfg.device.renderer}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        print("building/loading the GPU renderer (gsplat compiles its kernels once, about a minute)...",
+              file=sys.stderr, flush=True)
+    ready = prepare_renderer(cfg.device.renderer, device)
+    info.update(backend=ready.backend, first_render_s=round(ready.seconds, 2))
+    _print(info, args.json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     return 0
 
 
@@ -283,9 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_sample)
 
+    s = sub.add_parser("device", help="the device jobs use here; on CUDA, build the GPU kernels ahead")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_device)
+
     s = sub.add_parser("bench", help="benchmarks")
-    s.add_argument("what", choices=["raster"])
-    s.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
+    s.add_argument("what", choices=["raster", "gpu"],
+                   help="raster: the CPU renderer against the PyTorch reference; gpu: the whole GPU path (CUDA only)")
+    s.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run (raster)")
+    s.add_argument("--work-dir", default=None, help="gpu: keep the benchmark's job folders here")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_bench)
 

@@ -116,7 +116,8 @@ class Stage2Settings(_Strict):
     # memory / speed
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     # FLUX.1-dev bf16: none ~36-38 GB GPU; model ~26-28 GB GPU (+35 GB RAM); sequential a few GB, 5-10x slower
-    offload: Literal["none", "model", "sequential"] = "model"
+    # auto: none when the weights fit the free GPU memory, else model, else sequential (measured at load)
+    offload: Literal["auto", "none", "model", "sequential"] = "auto"
     batch_size: int = Field(1, ge=1)
     seed: int = 0
 

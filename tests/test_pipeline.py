@@ -57,7 +57,9 @@ def test_preview_job_runs_end_to_end_and_resumes_after_cancel(tmp_path, sample_d
 
     assert run_job(job.root) == EXIT_DONE  # resume: rounds 1 and 2, then the exports
     _check_rounds(job, 3)
-    for f in ("scene.ply", "scene.compressed.ply", "georef.json", "dsm.tif", "preview.png"):
+    for f in ("scene.ply", "scene.compressed.ply", "georef.json", "dsm.tif", "preview.png", "flydown.gif", "flydown.mp4", "scene.spz",
+              "dsm.cog.tif", "splat_points.laz", "3dtiles/tileset.json", "3dtiles/splats.glb",
+              "compare/cameras.json", "compare/top.png", "compare/e45_a090.png"):
         assert (job.final / f).stat().st_size > 0
     meta = json.loads(job.job_json.read_text())
     assert meta["refiner"]["name"] == "classical" and meta["refiner"]["is_diffusion"] is False
@@ -72,10 +74,13 @@ def test_preview_job_runs_end_to_end_and_resumes_after_cancel(tmp_path, sample_d
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     metrics = json.loads(r.stdout)
-    assert 0 < metrics["coverage"] <= 1 and metrics["mae_m"] > 0
+    # The tiny CPU job measured 6.8 m MAE on 45 % of the sample's truth. The bound catches gross failures
+    # (exploding or noisy heights, a DSM in the wrong frame); it does not prove accuracy at this size
+    # (a flat plane at the median height scores ~3 m on this sample).
+    assert 0.2 < metrics["coverage"] <= 1 and 0 < metrics["mae_m"] < 12.0, metrics
     assert metrics["dsm"].endswith("final/dsm.tif")
-    r = subprocess.run([sys.executable, "-m", "skyfall_core", "eval", "dsm", "--job", str(job.root), "--stage", "stage1",
-                        "--truth", str(sample_dir / "truth" / "dsm.tif"), "--json"],
+    r = subprocess.run([sys.executable, "-m", "skyfall_core", "eval", "dsm", "--job", str(job.root),
+                        "--stage", "stage1", "--truth", str(sample_dir / "truth" / "dsm.tif"), "--json"],
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and json.loads(r.stdout)["dsm"].endswith("stage1/dsm.tif"), r.stderr
 

@@ -229,12 +229,14 @@ def _is_gpu_oom(exc: BaseException) -> bool:
 
 
 def write_final(job: JobDir, trainer, scene, stage1_trainer=None) -> None:
-    """final/: scene.ply, the web splat (compressed PLY), georef.json, dsm.tif, preview.png, the
+    """final/: scene.ply, the web splats (compressed PLY, .spz), georef.json, dsm.tif and its COG and
+    hillshade, the splat centres as LAZ, 3D Tiles with KHR_gaussian_splatting, preview.png, the
     same-camera renders (compare/) and the fly-down (stage 1 beside the final splats)."""
     import cv2
 
     from skyfall_core.cameras.orbits import orbit_cameras
     from skyfall_core.eval.dsm import write_dsm
+    from skyfall_core.export import write_gis_outputs
     from skyfall_core.pipeline.outputs import write_compare_renders, write_flydown
     from skyfall_core.pipeline.stage1 import render_dsm
     from skyfall_core.pipeline.stage2 import _camera_view
@@ -245,8 +247,11 @@ def write_final(job: JobDir, trainer, scene, stage1_trainer=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     save_ply(out / "scene.ply", trainer.model)
     save_compressed_ply(out / "scene.compressed.ply", trainer.model)
-    write_georef(out / "georef.json", scene.frame.to_dict(), files=["scene.ply", "scene.compressed.ply", "dsm.tif"])
-    write_dsm(out / "dsm.tif", render_dsm(trainer, scene))
+    dsm = render_dsm(trainer, scene)
+    write_dsm(out / "dsm.tif", dsm)
+    gis = write_gis_outputs(out, trainer.model, scene.frame, dsm)  # COG, hillshade, LAZ, 3D Tiles, .spz
+    write_georef(out / "georef.json", scene.frame.to_dict(),
+                 files=["scene.ply", "scene.compressed.ply", "dsm.tif", *gis.values()])
 
     def renderer(tr):
         return lambda cam: to_uint8(tr.render(_camera_view(cam), with_grad=False)[0])
