@@ -225,3 +225,81 @@ def load_config(path: str | Path | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML ({exc})", path=path, fix="correct the TOML syntax") from None
     return config_from_dict(data, source=path)
+
+
+# ------------------------------------------------------------------------------ overrides
+PRESET_SECTIONS = ("description", "cameras", "stage1", "stage2")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` from the command line; the value is JSON when it parses, else a string."""
+    import json
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not key=value", fix="write e.g. stage2.elevations_deg=[80,60,40]")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def apply_overrides(resolved: dict[str, Any], preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """A job's resolved config: ``resolved`` (:meth:`Config.resolved` of ``preset``) with dotted
+    ``overrides`` applied (``stage2.elevations_deg`` → the preset's section; ``device.threads`` →
+    a global one) and validated by the config models. A bad override is a :class:`ConfigError`
+    naming it, with the closest known key."""
+    import copy
+
+    data = copy.deepcopy(resolved)
+    paths = {}
+    for key, value in (overrides or {}).items():
+        path = _override_path(key, preset)
+        _set_existing(data, path, key, value)
+        paths[key] = path
+    try:
+        model = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_override_error(exc, paths),
+                          fix="correct the override (see the comments in config.toml for the allowed values)") from None
+    return model.model_dump(mode="json")
+
+
+def _override_path(key: str, preset: str) -> list[str]:
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"override key {key!r} is malformed",
+                          fix="use dotted keys such as stage2.iterations_per_round")
+    return ["presets", preset, *parts] if parts[0] in PRESET_SECTIONS else parts
+
+
+def _set_existing(data: dict[str, Any], path: list[str], key: str, value: Any) -> None:
+    import difflib
+
+    node: Any = data
+    for i, part in enumerate(path):
+        if not isinstance(node, dict) or part not in node:
+            known = sorted(node) if isinstance(node, dict) else []
+            close = difflib.get_close_matches(part, known, n=1)
+            hint = f"did you mean '{'.'.join(path[2 if path[0] == 'presets' else 0:i] + close)}'? " if close else ""
+            raise ConfigError(f"override '{key}': unknown key",
+                              fix=f"{hint}known keys here: {', '.join(known) or '(none)'}")
+        if i == len(path) - 1:
+            if isinstance(node[part], dict):
+                raise ConfigError(f"override '{key}' names a whole section", fix="override one of its keys")
+            node[part] = value
+        else:
+            node = node[part]
+
+
+def _override_error(exc: ValidationError, paths: dict[str, list[str]]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        keys = [k for k, p in paths.items() if loc[:len(p)] == p or p[:len(loc)] == loc]
+        where = ", ".join(f"'{k}'" for k in keys) if keys else f"'{'.'.join(loc)}'"
+        msg = err["msg"].removeprefix("Value error, ")
+        got = f" (got {err['input']!r})" if keys and loc[:len(paths[keys[0]])] == paths[keys[0]] else ""
+        lines.append(f"override {where}: {msg}{got}" if keys else f"config key {where}: {msg}")
+    return "; ".join(lines)

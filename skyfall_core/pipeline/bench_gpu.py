@@ -79,7 +79,8 @@ def _render_with_grads(params: dict[str, torch.Tensor], view, device: torch.devi
                                      leaves["colors"], v.viewmat[None], v.K[None], v.width, v.height,
                                      backend=backend)  # type: ignore[arg-type]
     (rgb[0] * weights.to(device)).sum().backward()
-    out = {"rgb": rgb[0].detach().cpu(), "alpha": alpha[0, ..., 0].detach().cpu(), "depth": depth[0, ..., 0].detach().cpu()}
+    out = {"rgb": rgb[0].detach().cpu(), "alpha": alpha[0, ..., 0].detach().cpu(),
+           "depth": depth[0, ..., 0].detach().cpu()}
     return out, {k: t.grad for k, t in leaves.items()}
 
 
@@ -119,32 +120,31 @@ def model_params(model) -> dict[str, torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------- throughput
+def _fwd_bwd(args: tuple, backend: str, device: torch.device) -> float:
+    from skyfall_core.splat.render import rasterize
+
+    t0 = time.perf_counter()
+    rgb, alpha, _, _ = rasterize(*args, backend=backend)
+    (rgb.sum() + alpha.sum()).backward()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
 def render_throughput(device: torch.device, backend: str, sizes=THROUGHPUT_SIZES, repeats: int = 5
                       ) -> list[dict[str, Any]]:
     """Median forward+backward seconds of the renderer per (N Gaussians, image size)."""
     from skyfall_core.splat.bench import make_scene
-    from skyfall_core.splat.render import rasterize
 
     rows = []
     for n, size in sizes:
         scene = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in make_scene(n, size).items()}
         leaves = [scene[k].requires_grad_(True) for k in ("means", "quats", "scales", "opacities", "colors")]
-
-        def once() -> None:
-            rgb, alpha, _, _ = rasterize(*leaves, scene["viewmats"], scene["Ks"], size, size, backend=backend)
-            (rgb.sum() + alpha.sum()).backward()
-            _sync(device)
-
-        once()  # warm-up (and first-use build)
+        args = (*leaves, scene["viewmats"], scene["Ks"], size, size)
+        _fwd_bwd(args, backend, device)  # warm-up (and first-use build)
         _peak_reset(device)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            once()
-            times.append(time.perf_counter() - t0)
+        times = [_fwd_bwd(args, backend, device) for _ in range(repeats)]
         rows.append({"gaussians": n, "size": size, "backend": backend, "seconds": round(float(np.median(times)), 5),
                      "peak_gpu_gb": _peak_gb(device)})
-        del scene, leaves
     return rows
 
 
@@ -165,8 +165,8 @@ def transformer_forward(device: torch.device, config: dict[str, Any] | None = No
     finally:
         torch.set_default_dtype(old)
     n_params = sum(p.numel() for p in model.parameters())
-    out: dict[str, Any] = {"parameters": n_params,
-                           "weights_gb": round(sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30, 3),
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    out: dict[str, Any] = {"parameters": n_params, "weights_gb": round(weight_bytes / 2**30, 3),
                            "dtype": str(dtype).replace("torch.", ""), "forward": []}
     inner = cfg["num_attention_heads"] * cfg["attention_head_dim"]
     for size in image_sizes:

@@ -7,7 +7,6 @@ most the unfinished stage or round. Cancel = the file ``cancel.request`` in the 
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 import traceback
@@ -17,25 +16,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 from skyfall_core import __version__, atomic
-from skyfall_core.config import Config, config_from_dict
+from skyfall_core.config import Config, apply_overrides
 from skyfall_core.errors import SkyfallError
-from skyfall_core.pipeline.jobdir import EventLog, JobDir
+from skyfall_core.jobfolder import (  # noqa: F401  (EXIT_* and CANCEL_FILE: re-exported for callers)
+    CANCEL_FILE,
+    EXIT_CANCELLED,
+    EXIT_CRASH,
+    EXIT_DONE,
+    EXIT_USER_ERROR,
+    EventLog,
+    JobDir,
+    JobMeta,
+    load_job,
+    update_job_json,
+)
 from skyfall_core.splat.device import check_renderer, prepare_renderer, resolve_device
-
-EXIT_DONE, EXIT_CRASH, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 2, 3
-CANCEL_FILE = "cancel.request"
-
-
-def _apply_overrides(resolved: dict[str, Any], preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Set dotted keys (``stage2.elevations_deg``) in the preset's section of a resolved config."""
-    data = json.loads(json.dumps(resolved))
-    for key, value in (overrides or {}).items():
-        node = data["presets"][preset]
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return data
 
 
 def create_job(job_root: Path, *, cfg: Config, preset: str, aoi: dict[str, Any], scenes: list[str],
@@ -44,8 +39,7 @@ def create_job(job_root: Path, *, cfg: Config, preset: str, aoi: dict[str, Any],
     """Write a new job folder with its ``job.json`` (resolved config with overrides, validated)."""
     import torch
 
-    resolved = _apply_overrides(cfg.resolved(preset), preset, overrides or {})
-    config_from_dict({k: v for k, v in resolved.items() if k != "source"}, source=cfg.source)  # validate
+    resolved = apply_overrides(cfg.resolved(preset), preset, overrides or {})
     job_id = job_id or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     job = JobDir(job_root / job_id if job_root.name != job_id else job_root)
     job.root.mkdir(parents=True, exist_ok=True)
@@ -58,36 +52,16 @@ def create_job(job_root: Path, *, cfg: Config, preset: str, aoi: dict[str, Any],
     return job
 
 
-def load_job(job: JobDir) -> tuple[dict[str, Any], Config]:
-    try:
-        meta = json.loads(job.job_json.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SkyfallError(f"cannot read job.json ({exc})", path=job.job_json,
-                           fix="restore it from the job store (jobs list shows it) or delete the job") from None
-    cfg_data = {k: v for k, v in meta["config"].items() if k != "source"}
-    return meta, config_from_dict(cfg_data, source=job.job_json)
-
-
-def _state(job: JobDir) -> dict[str, Any]:
-    path = job.root / "state.json"
-    return json.loads(path.read_text()) if path.exists() else {"finished": []}
-
-
-def _finish(job: JobDir, state: dict[str, Any], stage: str) -> None:
-    state["finished"] = [*state["finished"], stage]
-    atomic.write_json(job.root / "state.json", state)
-
-
-
 def run_job(job_dir: Path, should_stop: Callable[[], bool] | None = None, *, until: str = "all") -> int:
     """Run or resume a job; returns an exit code (0 done, 3 cancelled, 2 user error, 1 crash).
 
     ``until="stage1"`` stops after stage 1 (a later run with "all" continues from there)."""
     job = JobDir(Path(job_dir))
-    stop = should_stop or (lambda: (job.root / CANCEL_FILE).exists())
-    events = EventLog(job.events, echo_to=job.log)
+    stop = should_stop or job.cancel_requested
+    events = EventLog.of(job)
     try:
-        meta, cfg = load_job(job)
+        meta = load_job(job.root)
+        cfg = meta.config()
         events.emit("status", status="running")
         code = _run(job, meta, cfg, events, stop, until)
     except SkyfallError as exc:
@@ -117,18 +91,23 @@ def run_job(job_dir: Path, should_stop: Callable[[], bool] | None = None, *, unt
     return code
 
 
-def _run(job: JobDir, meta: dict[str, Any], cfg: Config, events: EventLog, stop: Callable[[], bool],
+def _run(job: JobDir, meta: JobMeta, cfg: Config, events: EventLog, stop: Callable[[], bool],
          until: str = "all") -> int:
     import torch
 
     from skyfall_core.pipeline.scene import prepare_scene
-    from skyfall_core.pipeline.stage1 import FINAL, densify_strategy, load_scene, run_stage1, train_settings, \
-        write_stage1_outputs
+    from skyfall_core.pipeline.stage1 import (
+        FINAL,
+        densify_strategy,
+        load_scene,
+        run_stage1,
+        train_settings,
+        write_stage1_outputs,
+    )
     from skyfall_core.pipeline.trainer import SplatTrainer
 
-    preset_name = meta["preset"]
-    preset = cfg.preset(preset_name)
-    state = _state(job)
+    preset = cfg.preset(meta.preset)
+    state = job.read_state()
     device = resolve_device(cfg.device.compute)
     if cfg.device.threads:
         torch.set_num_threads(cfg.device.threads)
@@ -147,14 +126,14 @@ def _run(job: JobDir, meta: dict[str, Any], cfg: Config, events: EventLog, stop:
     if "scene" not in state["finished"]:
         events.emit("stage", stage="scene", state="start")
         t0 = time.perf_counter()
-        report = prepare_scene([Path(p) for p in meta["scenes"]], meta["aoi"], cfg, preset, out_dir=job.scene,
+        report = prepare_scene([Path(p) for p in meta.scenes], meta.aoi, cfg, preset, out_dir=job.scene,
                                log=events.message)
         for m in report.messages:
             events.warning(m)
         events.emit("timing", stage="scene", seconds=round(time.perf_counter() - t0, 2))
         events.emit("stage", stage="scene", state="done", summary={
             k: v for k, v in report.summary().items() if k != "views"})
-        _finish(job, state, "scene")
+        job.finish(state, "scene")
     if stop():
         return EXIT_CANCELLED
 
@@ -168,7 +147,7 @@ def _run(job: JobDir, meta: dict[str, Any], cfg: Config, events: EventLog, stop:
         metrics = write_stage1_outputs(trainer, job.scene, job.stage1)
         events.emit("timing", stage="stage1", seconds=round(time.perf_counter() - t0, 2))
         events.emit("stage", stage="stage1", state="done", metrics={k: v for k, v in metrics.items() if k != "psnr"})
-        _finish(job, state, "stage1")
+        job.finish(state, "stage1")
     if until == "stage1":
         return EXIT_DONE
 
@@ -195,7 +174,7 @@ def _run(job: JobDir, meta: dict[str, Any], cfg: Config, events: EventLog, stop:
                                                 device=device)
         write_final(job, trainer, scene, stage1_trainer)
         events.emit("stage", stage="final", state="done")
-        _finish(job, state, "final")
+        job.finish(state, "final")
     return EXIT_DONE
 
 
@@ -206,10 +185,9 @@ def _run_rounds(job, meta, cfg, s2, scene, trainer, events, stop, device, state,
     refiner, warnings = load_refiner(s2, str(device))
     for w in warnings:
         events.warning(w)
-    meta["refiner"] = {"name": refiner.name, "is_diffusion": refiner.is_diffusion,
-                       "description": refiner.description, "model": s2.refiner_model or None}
-    meta["warnings"] = sorted(set(meta.get("warnings", []) + list(warnings)))
-    atomic.write_json(job.job_json, meta)
+    update_job_json(job.root, refiner={"name": refiner.name, "is_diffusion": refiner.is_diffusion,
+                                       "description": refiner.description, "model": s2.refiner_model or None},
+                    warnings=sorted(set(meta.warnings) | set(warnings)))
     x0, x1, y0, y1 = scene.bounds_enu[:4]
     aoi_size = max(x1 - x0, y1 - y0)
     for k in range(first, len(s2.elevations_deg)):
@@ -218,7 +196,7 @@ def _run_rounds(job, meta, cfg, s2, scene, trainer, events, stop, device, state,
         plan = plan_round(k, s2, scene.bounds_enu, aoi_size)
         if not run_round(trainer, scene, plan, s2, refiner, job, events, should_stop=stop, seed=s2.seed):
             return EXIT_CANCELLED
-        _finish(job, state, f"round_{k}")
+        job.finish(state, f"round_{k}")
     return EXIT_DONE
 
 

@@ -22,7 +22,7 @@ from skyfall_core import atomic
 from skyfall_core.cameras.pinhole import PinholeCamera
 from skyfall_core.config import Stage1Settings
 from skyfall_core.geo.frames import LocalFrame
-from skyfall_core.pipeline.jobdir import EventLog
+from skyfall_core.jobfolder import EventLog
 from skyfall_core.pipeline.trainer import SplatTrainer, TrainSettings, View, scalars, to_uint8
 from skyfall_core.splat.model import GaussianModel
 from skyfall_core.splat.strategy import DensifyStrategy
@@ -150,7 +150,8 @@ def run_stage1(scene_dir: Path, job_root: Path, s: Stage1Settings, events: Event
         events.message(f"stage 1 resumed at step {trainer.step}")
     else:
         xyz, rgb = init_points(scene, s.init_points, seed)
-        model = GaussianModel.from_points(torch.tensor(xyz, dtype=torch.float32), torch.tensor(rgb, dtype=torch.float32),
+        model = GaussianModel.from_points(torch.tensor(xyz, dtype=torch.float32),
+                                          torch.tensor(rgb, dtype=torch.float32),
                                           sh_degree=s.sh_degree, init_opacity=0.1)
         trainer = SplatTrainer(model, n_images, scene.scene_scale, s.iterations, settings, strategy,
                                embedding_dim=s.appearance_embedding_dim, seed=seed, device=device)

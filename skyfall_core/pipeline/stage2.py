@@ -20,7 +20,7 @@ from skyfall_core import atomic
 from skyfall_core.cameras.orbits import lookat_grid, orbit_cameras
 from skyfall_core.cameras.pinhole import PinholeCamera
 from skyfall_core.config import Stage2Settings
-from skyfall_core.pipeline.jobdir import EventLog, JobDir
+from skyfall_core.jobfolder import EventLog, JobDir
 from skyfall_core.pipeline.stage1 import SceneData
 from skyfall_core.pipeline.trainer import SplatTrainer, View, scalars, to_uint8
 
@@ -130,7 +130,8 @@ def run_round(trainer: SplatTrainer, scene: SceneData, plan: RoundPlan, s: Stage
             view = scene.views[rng.integers(len(scene.views))]
         losses = trainer.train_step(view)
         if (it + 1) % 25 == 0 or it + 1 == s.iterations_per_round:
-            events.emit("progress", stage="round", step=it + 1, total=s.iterations_per_round, losses=scalars(losses), **rnd)
+            events.emit("progress", stage="round", step=it + 1, total=s.iterations_per_round,
+                        losses=scalars(losses), **rnd)
     t_train = time.perf_counter() - t0
     trainer.save(job.checkpoints / f"round_{plan.index}.safetensors", {"round": plan.index})
     events.emit("timing", stage="round", render_s=round(t_render, 2), refine_s=round(t_refine, 2),
