@@ -99,11 +99,30 @@ with side:
         st.markdown(f"**Centre** {lat:.6f}, {lon:.6f}  \n**UTM** EPSG:{aoi.utm_epsg}  \n"
                     f"**Bounds** W {w:.5f} S {s:.5f} E {e:.5f} N {n:.5f}  \n"
                     f"**Source** {draft.aoi_source or '–'}")
-        if aoi.height_range:
-            st.markdown(f"**Heights** {aoi.height_range[0]:g} to {aoi.height_range[1]:g} m (ellipsoidal)")
         usable = [sc for sc in scenes if sc.ok and sc.footprint is not None
                   and coverage(aoi, sc) >= cfg.aoi.min_coverage]
         msg = f"{len(usable)} of {len(scenes)} scenes cover ≥ {cfg.aoi.min_coverage:.0%} of the AOI"
         (st.success if len(usable) >= cfg.aoi.min_views else st.warning)(msg)
+        # terrain heights: where the camera step will take them from (a DEM can be given here)
+        from skyfall_core.cameras.heights import dem_path_of, planned_height_source
+
+        props = dict(draft.aoi.get("properties") or {})
+        if aoi.height_range is None:
+            dem_in = st.text_input("DEM GeoTIFF for the terrain heights (optional)", value=props.get("dem_path", ""),
+                                   key="dem_path", placeholder=str(cfg.aoi.dem_path or "e.g. /data/glo30_tile.tif"),
+                                   help="A DEM of the area you already have (Copernicus GLO-30, SRTM), any CRS; "
+                                        "stored with the AOI. Without it the heights are found from the images.")
+            if dem_in.strip() != props.get("dem_path", ""):
+                if dem_in.strip():
+                    props["dem_path"] = dem_in.strip()
+                else:
+                    props.pop("dem_path", None)
+                update_draft(ws, aoi={**draft.aoi, "properties": props}, aoi_source=draft.aoi_source)
+                st.rerun()
+        try:
+            _, heights = planned_height_source(aoi, usable, dem_path_of(aoi, cfg))
+            st.markdown(f"**Heights from** {heights}")
+        except SkyfallError as exc:
+            st.error(exc.message)
         st.download_button("⬇ AOI GeoJSON", json.dumps(draft.aoi, indent=1), file_name="aoi.geojson",
                            mime="application/geo+json", width="stretch")

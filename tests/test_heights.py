@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -32,14 +33,18 @@ VIEWS, SIZE_PX, GSD_M = (0, 3, 6, 8), 256, 1.0
 @pytest.fixture(scope="session")
 def variants(tmp_path_factory) -> dict[str, Path]:
     """One synthetic scene set per case, with an AOI GeoJSON without height hints (aoi_nohint.geojson)."""
-    from skyfall_core.sample.generate import generate_sample
-
     root = tmp_path_factory.mktemp("heights")
+    # one child process, one BLAS thread: the RPC fits' small least squares slow down 100x when
+    # OpenBLAS threads compete with a busy machine's other work
+    script = ("import sys\nfrom skyfall_core.sample.generate import generate_sample\n"
+              f"for name, (ground, offset) in {CASES!r}.items():\n"
+              f"    generate_sample(sys.argv[1] + '/' + name, ground_height_m=ground, rpc_height_offset_m=offset, "
+              f"views={VIEWS!r}, size_px={SIZE_PX}, gsd_m={GSD_M}, small=True)\n")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", script, str(root)], cwd=REPO, env=env, check=True, timeout=300)
     out = {}
-    for name, (ground, offset) in CASES.items():
+    for name in CASES:
         d = root / name
-        generate_sample(d, ground_height_m=ground, rpc_height_offset_m=offset, views=VIEWS, size_px=SIZE_PX,
-                        gsd_m=GSD_M, small=True)
         data = json.loads((d / "aoi.geojson").read_text())
         props = data["features"][0]["properties"]
         props.pop("min_height_m"), props.pop("max_height_m")
@@ -257,3 +262,51 @@ def test_jax_heights_from_the_images_contain_the_truth(jax_dir):
     assert hr.low_m <= -26.0 and hr.high_m >= 29.0, hr
     assert hr.high_m - hr.low_m < 120.0, hr
     print(f"JAX_068 (6 views, hints removed): estimated {hr.low_m:.1f}..{hr.high_m:.1f} m, truth -26..29 m")
+
+
+# --------------------------------------------------------------------------- the app's Area page
+def test_area_page_shows_the_height_source_and_takes_a_dem(tmp_path, monkeypatch):
+    st = pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    from skyfall_core.ui.draft import load_draft, update_draft
+
+    sample = REPO / "sample_aoi"
+    text = (REPO / "config.toml").read_text()
+    text = text.replace('root = "workspace"', f'root = "{tmp_path / "ws"}"', 1)
+    text = text.replace('folders = ["sample_aoi/scenes"]', f'folders = ["{sample / "scenes"}"]', 1)
+    (tmp_path / "config.toml").write_text(text)
+    monkeypatch.setenv("SKYFALL_CONFIG", str(tmp_path / "config.toml"))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    cfg = load_config(tmp_path / "config.toml")
+    feat = json.loads((sample / "aoi.geojson").read_text())["features"][0]
+
+    def run() -> AppTest:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=90)
+        at.switch_page("pages/area.py")
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        return at
+
+    def texts(at) -> str:
+        return "\n".join(str(m.value) for m in list(at.markdown) + list(at.error))
+
+    update_draft(cfg.workspace_root, aoi=feat, aoi_source="sample")
+    assert "Heights from** the AOI's properties: 292 to 354 m" in texts(run())
+
+    bare = {**feat, "properties": {"name": "no hints"}}
+    update_draft(cfg.workspace_root, aoi=bare, aoi_source="drawn")
+    at = run()
+    assert "Heights from** the images" in texts(at)
+    write_dem(sample, tmp_path / "glo30.tif", geoid_n=None)
+    at.text_input(key="dem_path").input(str(tmp_path / "glo30.tif")).run()
+    assert not at.exception
+    assert load_draft(cfg.workspace_root).aoi["properties"]["dem_path"] == str(tmp_path / "glo30.tif")
+    assert "Heights from** DEM glo30.tif (ellipsoidal heights" in texts(at)
+    from skyfall_core.ui import state
+
+    if state.get_jobs.__wrapped__ is not None:  # stop a cached job manager's scheduler thread
+        state.get_jobs().manager.stop_scheduler()
+    st.cache_data.clear()
+    st.cache_resource.clear()

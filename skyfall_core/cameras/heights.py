@@ -60,7 +60,7 @@ class Level:
     span_margin: float = 0.0  # ... and by this fraction of the range's span
 
 
-LEVELS = (Level(384, 3000, 1.0, 99.0, 30.0, 0.5), Level(640, 4000, 0.5, 99.5, 3.0, 0.05))
+LEVELS = (Level(384, 3000, 1.0, 99.0, 30.0, 0.5), Level(512, 3000, 0.5, 99.5, 3.0, 0.05))
 
 
 @dataclass
@@ -400,3 +400,41 @@ def ellipsoidal_bounds_of(dem: DemHeights) -> tuple[float, float]:
     if dem.exact:
         return dem.low_m, dem.high_m
     return dem.low_m + GEOID_UNDULATION_BOUNDS_M[0], dem.high_m + GEOID_UNDULATION_BOUNDS_M[1]
+
+
+# ----------------------------------------------------------------------------- for the app
+def dem_path_of(aoi, cfg) -> Path | None:
+    """The DEM to use: the AOI's ``dem_path`` property (set on the app's Area page), else
+    ``[aoi] dem_path`` of the config (relative paths: to the config file)."""
+    prop = (getattr(aoi, "properties", None) or {}).get("dem_path")
+    if prop:
+        return Path(str(prop)).expanduser()
+    if cfg is not None and cfg.aoi.dem_path is not None:
+        return cfg.resolve_path(cfg.aoi.dem_path)
+    return None
+
+
+def planned_height_source(aoi, scenes: Sequence, dem_path: str | Path | None = None) -> tuple[str, str]:
+    """(kind, sentence) saying where a job will take the AOI's terrain heights from, without the
+    image sweep (which runs when the job starts). A DEM that cannot be used raises its
+    :class:`SkyfallError`."""
+    if aoi.height_range is not None:
+        lo, hi = aoi.height_range
+        return "aoi", f"the AOI's properties: {lo:g} to {hi:g} m (ellipsoidal)"
+    if dem_path:
+        dem = dem_height_range(dem_path, aoi)
+        lo, hi = ellipsoidal_bounds_of(dem)
+        if dem.exact:
+            return "dem", f"{dem.source}: {dem.low_m:.1f} to {dem.high_m:.1f} m"
+        return "dem+images", (f"{dem.source}: {dem.low_m:.1f} to {dem.high_m:.1f} m above the geoid; the images "
+                              f"place it between {lo:.0f} and {hi:.0f} m when the job starts")
+    with_alt = [s for s in scenes if getattr(s, "min_alt", None) is not None and getattr(s, "max_alt", None) is not None]
+    if with_alt:
+        lo, hi = min(s.min_alt for s in with_alt), max(s.max_alt for s in with_alt)
+        return "satnerf", f"the scenes' Sat-NeRF jsons: {lo:g} to {hi:g} m"
+    try:
+        lo, hi = rpc_search_range(scenes)
+        where = f" (searched over the RPCs' valid {lo:.0f} to {hi:.0f} m)"
+    except HeightEstimateError:
+        where = ""
+    return "images", f"the images: tie points matched across the views when the job starts{where}"

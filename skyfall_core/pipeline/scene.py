@@ -131,12 +131,11 @@ def prepare_scene(scenes: Path | list[Path], aoi_source: Path | dict, cfg: Confi
     ``scenes`` is a folder (scanned) or a list of scene files. Raises the typed errors of the
     catalog/AOI code (AOI outside the scenes, too few views, corrupt raster, missing RPC).
     """
-    from skyfall_core.cameras.bias import compare_with_reference, correct_bias
+    from skyfall_core.cameras.bias import TiePointError, compare_with_reference, correct_bias, diagnose_tie_points
+    from skyfall_core.cameras.heights import dem_path_of
     from skyfall_core.cameras.pinhole import fit_pinhole
     from skyfall_core.geo.aoi import crop_scenes, estimate_height_range, load_aoi, select_usable
     from skyfall_core.geo.catalog import read_scene, scan_scenes
-
-    from skyfall_core.cameras.bias import TiePointError, diagnose_tie_points
 
     t0 = time.perf_counter()
     say = log or (lambda _m: None)
@@ -158,7 +157,7 @@ def prepare_scene(scenes: Path | list[Path], aoi_source: Path | dict, cfg: Confi
     near = _near_aoi(aoi, found)
     if len(near) < cfg.aoi.min_views:
         select_usable(aoi, found, cfg.aoi.min_coverage, cfg.aoi.min_views)  # raises the usual, precise error
-    dem = cfg.resolve_path(cfg.aoi.dem_path) if cfg.aoi.dem_path is not None else None
+    dem = dem_path_of(aoi, cfg)  # the AOI's dem_path property (the app's Area page), else [aoi] dem_path
     raw = estimate_height_range(aoi, near, dem_path=dem, from_images=True, crop_margin_m=cfg.aoi.margin_m,
                                 log=say)
     usable = select_usable(aoi, [_at_height(s, 0.5 * (raw.low_m + raw.high_m)) for s in found],
