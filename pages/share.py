@@ -4,8 +4,7 @@ import streamlit as st
 
 from skyfall_core.ui.components import job_camera
 from skyfall_core.ui.frame import page_guard
-from skyfall_core.ui.jobs import web_splat
-from skyfall_core.ui.share import ShareCamera, share_html, splat_format
+from skyfall_core.ui.share import ShareCamera, job_georef, job_splat, round_cameras, share_html, splat_format
 from skyfall_core.ui.state import get_config
 from skyfall_core.ui.widgets import picked_job_or_stop
 
@@ -17,13 +16,15 @@ st.caption("One HTML file with the viewer and the splat inside: e-mail it or put
 cfg = get_config()
 info = picked_job_or_stop("final", "share_job", "No job has exported a splat yet.")
 job_id = info.id
-splat = web_splat(info.dir)
+splat = job_splat(info.dir)
 if splat is None:
     st.warning("This job has no splat in final/.")
     st.stop()
 title = st.text_input("Title", value=info.name)
 size = splat[0].stat().st_size
-st.markdown(f"Splat: `{splat[0].name}` · {size / 2**20:,.1f} MiB → HTML ≈ {size * 4 / 3 / 2**20 + 0.8:,.1f} MiB")
+bundle_mib = 3.0  # three.js + Spark (its WASM inlined), see static/vendor/VERSIONS.json
+st.markdown(f"Splat: `{splat[0].name}` · {size / 2**20:,.1f} MiB → HTML ≈ "
+            f"{size * 4 / 3 / 2**20 + bundle_mib:,.1f} MiB")
 
 
 def build() -> bytes:
@@ -31,7 +32,8 @@ def build() -> bytes:
     meta = {"job": job_id, "preset": info.preset, "created": info.created[:19],
             "frame": "local ENU metres, z up"}
     return share_html(splat[0].read_bytes(), splat_format(splat[0]), title=title,
-                      camera=ShareCamera(tuple(pos), tuple(look)), meta=meta).encode("utf-8")
+                      camera=ShareCamera(tuple(pos), tuple(look)), meta=meta, georef=job_georef(info.dir),
+                      cameras=round_cameras(info.dir)).encode("utf-8")
 
 
 st.download_button("⬇ Download the self-contained HTML", data=build, file_name=f"{job_id}_splat.html",

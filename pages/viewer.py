@@ -1,19 +1,27 @@
-"""Viewer: the final splat in the page (vendored WebGL viewer, z up), and the downloads."""
+"""Viewer: the final splat in the page (Spark, vendored; local ENU, z up), and the downloads."""
 
 import json
 
 import streamlit as st
 
 from skyfall_core.errors import SkyfallError
-from skyfall_core.ui.components import job_camera, viewer_html
+from skyfall_core.ui.components import job_camera
 from skyfall_core.ui.frame import page_guard
-from skyfall_core.ui.jobs import FINAL_FILES, final_outputs, web_splat
+from skyfall_core.ui.jobs import FINAL_FILES, final_outputs
 from skyfall_core.ui.outputs import rounds_zip
+from skyfall_core.ui.share import ShareCamera, job_georef, job_splat, round_cameras, viewer_page_html
 from skyfall_core.ui.state import get_config
 from skyfall_core.ui.static import publish_job_file
 from skyfall_core.ui.widgets import picked_job_or_stop
 
 page_guard()  # when Streamlit started this file without app.py: rerun through app.py
+
+GIS_FILES = (  # final/ files the pipeline writes beside FINAL_FILES: (name, label, mime)
+    ("scene.spz", "Web splat (.spz)", "application/octet-stream"),
+    ("dsm.cog.tif", "DSM Cloud-Optimized GeoTIFF", "image/tiff"),
+    ("splat_points.laz", "Splat centres (LAZ, UTM)", "application/octet-stream"),
+    ("dsm_hillshade.png", "DSM hillshade (PNG)", "image/png"),
+)
 
 st.title("🧊 3D viewer")
 cfg = get_config()
@@ -21,7 +29,8 @@ info = picked_job_or_stop("final", "viewer_job", "No job has exported a splat ye
 job_id = info.id
 
 outs = final_outputs(info.dir)
-splat = web_splat(info.dir)
+splat = job_splat(info.dir)
+georef = job_georef(info.dir)
 view_col, side = st.columns([4, 1], gap="medium")
 with view_col:
     if splat is None:
@@ -33,10 +42,15 @@ with view_col:
             st.error(exc.message)
         else:
             position, look_at = job_camera(info.aoi, cfg.aoi)
-            st.iframe(viewer_html(url, splat[1], position=position, look_at=look_at, height=640), height=650)
-            st.caption(f"{splat[0].name} · {splat[0].stat().st_size / 2**20:,.1f} MiB · local ENU metres, z up, "
-                       "origin at the AOI centre on the ground. Drag: orbit · right-drag: pan · wheel: zoom · "
-                       "W/A/S/D/Q/E: fly · R: reset.")
+            page = viewer_page_html(url, splat[1], camera=ShareCamera(tuple(position), tuple(look_at)),
+                                    georef=georef, cameras=round_cameras(info.dir), height=640)
+            st.iframe(page, height=650)
+            where = ("the cursor reads lon/lat/height (WGS84, ellipsoidal) from georef.json" if georef
+                     else "no georef.json: the cursor reads local ENU only")
+            st.caption(f"{splat[0].name} · {splat[0].stat().st_size / 2**20:,.1f} MiB · Spark · local ENU metres, "
+                       f"z up, origin at the AOI centre on the ground; {where}. Presets: top-down, oblique from "
+                       "N/E/S/W, the rounds' cameras. Drag: orbit · right-drag: pan · wheel: zoom · "
+                       "W/A/S/D/Q/E: fly · R: reset. The Map page shows the DSM and the splat centres on a basemap.")
 
 with side:
     st.markdown("**Downloads**")
@@ -59,7 +73,14 @@ with side:
         else:
             st.markdown("**Georeference**")
             st.json(georef, expanded=False)
+    for name, label, mime in GIS_FILES:
+        path = info.dir / "final" / name
+        if path.is_file():
+            st.download_button(f"⬇ {label}", data=lambda p=path: p.read_bytes(), file_name=f"{job_id}_{path.name}",
+                               mime=mime, key=f"dl_{name}", width="stretch",
+                               help=f"{path.stat().st_size / 2**20:,.1f} MiB")
     if "dsm" in outs:
-        st.caption("The DSM GeoTIFF opens in QGIS in place (its CRS and transform are set).")
+        st.caption("The DSM GeoTIFF/COG and the LAZ open in QGIS in place (CRS set); the 3D Tiles "
+                   "(final/3dtiles/) in CesiumJS/ArcGIS.")
     if "preview" in outs:
         st.image(str(outs["preview"]), caption="preview.png")

@@ -3,30 +3,45 @@
 #
 # The app serves everything it runs in the browser itself (Streamlit static serving, /app/static/),
 # so it works offline: Leaflet + Leaflet.draw for the folium maps, and one bundled splat viewer
-# (three.js + GaussianSplats3D + skyfall_core/ui/viewer_src/splat_viewer.js, built with esbuild).
+# (three.js + Spark (@sparkjsdev/spark, MIT) + skyfall_core/ui/viewer_src/splat_viewer.js, built
+# with esbuild into one IIFE). Spark ships its WASM (the splat decoders) base64-inlined in its ES
+# module and starts its worker from a Blob URL of inlined source, so the bundle needs no other file:
+# it runs from the app's static files and inlined in a Share HTML opened from file://.
 # Only map tiles may come from the internet; the maps have a tile-less fallback.
+# The pydeck map page loads deck.gl from pydeck's own bundled copy (see skyfall_core/ui/mapview.py).
 #
 # Usage: scripts/vendor_js.sh            (needs node >= 18 and npm with access to the npm registry)
 # Re-run it after changing a version below or the viewer source, then commit static/vendor/.
+# npm resolves from skyfall_core/ui/viewer_src/package-lock.json (npm ci), so a re-run gives the
+# same packages; VENDOR_JS_UPDATE=1 re-resolves the pins below and rewrites the lock file.
 set -euo pipefail
 
 LEAFLET=1.9.4
 LEAFLET_DRAW=1.0.4
-THREE=0.172.0
-GS3D=0.4.7          # @mkkellogg/gaussian-splats-3d
+THREE=0.180.0       # Spark 2.2 needs three >= 0.180 and is built and tested against 0.180
+SPARK=2.2.0         # @sparkjsdev/spark
 ESBUILD=0.28.2      # build tool only, not shipped
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="$REPO/static/vendor"
 SRC="$REPO/skyfall_core/ui/viewer_src/splat_viewer.js"
+LOCK="$REPO/skyfall_core/ui/viewer_src/package-lock.json"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
 cd "$WORK"
-npm init -y >/dev/null
-npm install --no-audit --no-fund --silent \
-  "leaflet@$LEAFLET" "leaflet-draw@$LEAFLET_DRAW" "three@$THREE" \
-  "@mkkellogg/gaussian-splats-3d@$GS3D" "esbuild@$ESBUILD"
+cat > package.json <<JSON
+{ "name": "skyfall-vendor", "private": true, "version": "0.0.0",
+  "dependencies": { "leaflet": "$LEAFLET", "leaflet-draw": "$LEAFLET_DRAW", "three": "$THREE",
+                    "@sparkjsdev/spark": "$SPARK", "esbuild": "$ESBUILD" } }
+JSON
+if [[ -f "$LOCK" && "${VENDOR_JS_UPDATE:-0}" != 1 ]]; then
+  cp "$LOCK" package-lock.json
+  npm ci --no-audit --no-fund --silent
+else
+  npm install --no-audit --no-fund --silent
+  cp package-lock.json "$LOCK"
+fi
 
 rm -rf "$OUT/leaflet" "$OUT/leaflet-draw" "$OUT/splat-viewer"
 mkdir -p "$OUT/leaflet/images" "$OUT/leaflet-draw/images" "$OUT/splat-viewer"
@@ -43,13 +58,18 @@ node -e 'const p = require("./node_modules/leaflet-draw/package.json");
 cp "$SRC" ./entry.js
 node_modules/.bin/esbuild entry.js --bundle --minify --format=iife --target=es2020 \
   --legal-comments=none --log-level=warning --outfile="$OUT/splat-viewer/splat-viewer.js"
-{ cat node_modules/three/LICENSE; echo; echo "---- @mkkellogg/gaussian-splats-3d ----";
-  cat node_modules/@mkkellogg/gaussian-splats-3d/LICENSE; } > "$OUT/splat-viewer/LICENSE"
+# the bundle must not reach for any other file (a .wasm, a worker script) when opened from disk
+if grep -q -E '\.wasm["'"'"']|new URL\([^)]*import\.meta' "$OUT/splat-viewer/splat-viewer.js"; then
+  echo "the viewer bundle references an external .wasm/worker file: it would not work offline" >&2; exit 1
+fi
+{ echo "---- three ----"; cat node_modules/three/LICENSE; echo; echo "---- @sparkjsdev/spark ----";
+  cat node_modules/@sparkjsdev/spark/LICENSE; echo; echo "---- fflate (a dependency of Spark) ----";
+  cat node_modules/fflate/LICENSE; } > "$OUT/splat-viewer/LICENSE"
 
 node -e '
 const fs = require("fs"), crypto = require("crypto"), path = require("path");
 const out = process.argv[1];
-const pkgs = ["leaflet", "leaflet-draw", "three", "@mkkellogg/gaussian-splats-3d"];
+const pkgs = ["leaflet", "leaflet-draw", "three", "@sparkjsdev/spark", "fflate"];
 const versions = Object.fromEntries(pkgs.map(p => [p, require(`./node_modules/${p}/package.json`).version]));
 const files = {};
 (function walk(d) { for (const f of fs.readdirSync(d).sort()) { const p = path.join(d, f);

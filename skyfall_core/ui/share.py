@@ -1,9 +1,15 @@
-"""Share a splat as ONE self-contained HTML file that opens from disk, with no server.
+"""The web splat viewer pages: the Viewer page's iframe and the self-contained Share HTML file.
 
-The file inlines the vendored viewer bundle (three.js + GaussianSplats3D + our mount code,
-``static/vendor/splat-viewer/splat-viewer.js``) and the splat itself, base64-encoded in a
-``<script type="application/octet-stream" id="skyfall-splat">`` block; a few lines decode it to a
-Blob URL and mount the viewer. Nothing is fetched from the network.
+Both run the vendored bundle ``static/vendor/splat-viewer/splat-viewer.js`` (three.js + Spark,
+``@sparkjsdev/spark``, + ``viewer_src/splat_viewer.js``; Spark's WASM and worker are inlined in
+it). They show what the pipeline writes in ``final/``: ``scene.spz`` (SPZ v3, RUB axes), else
+``scene.compressed.ply`` / ``scene.ply`` (older jobs), else a legacy ``scene.splat``
+(:func:`job_splat`), with the ENU origin of ``georef.json`` for the cursor's lon/lat/height
+(:func:`job_georef`) and the rounds' cameras as presets (:func:`round_cameras`).
+
+The Share file inlines the bundle and the splat itself, base64-encoded in a
+``<script type="application/octet-stream" id="skyfall-splat">`` block; a few lines decode it and
+mount the viewer. Nothing is fetched from the network: it opens from disk (file://), offline.
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from skyfall_core.errors import SkyfallError
-from skyfall_core.ui.static import vendor_file
+from skyfall_core.ui.static import vendor_file, vendor_url
 
 VIEWER_BUNDLE = "splat-viewer/splat-viewer.js"
 MAX_SHARE_BYTES = 300 * 2**20  # browsers struggle to parse larger inline base64
 DATA_ID = "skyfall-splat"
+FORMATS = ("spz", "ply", "splat")
+# final/ files the browser viewer can show, best first: what the pipeline writes, then legacy
+WEB_SPLATS = (("scene.spz", "spz"), ("scene.compressed.ply", "ply"), ("scene.ply", "ply"), ("scene.splat", "splat"))
 
 
 class ShareError(SkyfallError):
@@ -40,26 +49,96 @@ def inline_script(js: str) -> str:
 
 
 def splat_format(path: Path) -> str:
-    """Viewer format of a splat file from its name: 'splat' (antimatter15) or 'ply' (3DGS, compressed)."""
+    """Viewer format of a splat file from its name: 'spz' (Niantic SPZ, RUB axes), 'ply' (3DGS,
+    compressed or not, local ENU) or 'splat' (antimatter15, local ENU)."""
     name = path.name.lower()
-    if name.endswith(".splat"):
-        return "splat"
-    if name.endswith(".ply"):
-        return "ply"
-    raise ShareError(f"{path.name} is not a .splat or .ply splat file", path=path,
-                     fix="export the job's web splat (final/scene.splat) or PLY")
+    for ext in FORMATS:
+        if name.endswith(f".{ext}"):
+            return ext
+    raise ShareError(f"{path.name} is not a .spz, .ply or .splat splat file", path=path,
+                     fix="share the job's final/scene.spz (or scene.compressed.ply / scene.ply)")
+
+
+def job_splat(job_dir: Path) -> tuple[Path, str] | None:
+    """(file, viewer format) of the splat the browser shows for a job: the first of
+    :data:`WEB_SPLATS` in ``final/``; None when there is none."""
+    final = Path(job_dir) / "final"
+    for name, fmt in WEB_SPLATS:
+        if (final / name).is_file():
+            return final / name, fmt
+    return None
+
+
+def job_georef(job_dir: Path) -> dict[str, float] | None:
+    """The ENU origin {lat, lon, h} of ``final/georef.json`` (the pipeline's ``{"origin": ...}``
+    layout or a flat one); None when missing or unreadable (the viewer then shows ENU only)."""
+    path = Path(job_dir) / "final" / "georef.json"
+    try:
+        doc = json.loads(path.read_text())
+        origin = doc.get("origin", doc)
+        out = {k: float(origin[k]) for k in ("lat", "lon")}
+        out["h"] = float(origin.get("h", 0.0))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return out if -90 <= out["lat"] <= 90 and -180 <= out["lon"] <= 180 else None
+
+
+def round_cameras(job_dir: Path, limit: int = 48) -> list[dict[str, Any]]:
+    """The refinement rounds' cameras (``rounds/*/cameras.json``, OpenCV w2c in local ENU) as viewer
+    presets {name, position, lookAt, fov}; unreadable files are skipped."""
+    import numpy as np
+
+    out: list[dict[str, Any]] = []
+    for f in sorted(Path(job_dir).glob("rounds/*/cameras.json")):
+        try:
+            doc = json.loads(f.read_text())
+            for v in doc["views"]:
+                cam = v["camera"]
+                w2c = np.asarray(cam["w2c"], float)
+                R, t = w2c[:3, :3], w2c[:3, 3]
+                centre = -R.T @ t
+                look = v.get("lookat") or (centre + R.T @ np.array([0.0, 0.0, 1.0]) * np.linalg.norm(centre)).tolist()
+                fov = 2 * np.degrees(np.arctan(0.5 * float(cam["height"]) / float(cam["K"][1][1])))
+                name = f"round {doc.get('round', f.parent.name)} · {v.get('elevation_deg', 0):g}° el · " \
+                       f"{v.get('azimuth_deg', 0):g}° az"
+                out.append({"name": name, "position": [round(float(x), 3) for x in centre],
+                            "lookAt": [round(float(x), 3) for x in look], "fov": round(float(fov), 2)})
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            continue
+    return out[:limit]
+
+
+def viewer_options(fmt: str, camera: ShareCamera, georef: dict[str, float] | None = None,
+                   cameras: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The options of ``SkyfallViewer.mount`` (see viewer_src/splat_viewer.js)."""
+    if fmt not in FORMATS:
+        raise ShareError(f"unknown splat format {fmt!r}", fix=f"use one of {', '.join(FORMATS)}")
+    return {"format": fmt, "position": list(camera.position), "lookAt": list(camera.look_at),
+            "georef": georef, "cameras": cameras or []}
+
+
+def viewer_page_html(splat_url: str, fmt: str, *, camera: ShareCamera, georef: dict[str, float] | None = None,
+                     cameras: list[dict[str, Any]] | None = None, height: int = 620) -> str:
+    """The Viewer page's iframe: the vendored bundle and the splat, both from the app's static files."""
+    opts = viewer_options(fmt, camera, georef, cameras)
+    opts["url"] = splat_url
+    return f"""<!doctype html><html><head><meta charset="utf-8"><style>
+html,body{{margin:0;height:100%;background:#0b1220}}#viewer{{position:absolute;inset:0}}
+</style></head><body><div id="viewer" style="height:{int(height)}px"></div>
+<script src="{vendor_url(VIEWER_BUNDLE)}"></script>
+<script>window.SkyfallViewer.mount(document.getElementById("viewer"), {inline_script(json.dumps(opts))});</script>
+</body></html>"""
 
 
 def share_html(splat: bytes, fmt: str, *, title: str, camera: ShareCamera,
-               meta: dict[str, Any] | None = None, viewer_js: str | None = None) -> str:
+               meta: dict[str, Any] | None = None, viewer_js: str | None = None,
+               georef: dict[str, float] | None = None, cameras: list[dict[str, Any]] | None = None) -> str:
     """The HTML text of a self-contained viewer page for ``splat`` bytes in format ``fmt``."""
-    if fmt not in ("splat", "ply"):
-        raise ShareError(f"unknown splat format {fmt!r}", fix="use 'splat' or 'ply'")
+    options = viewer_options(fmt, camera, georef, cameras)
     if len(splat) > MAX_SHARE_BYTES:
         raise ShareError(f"the splat is {len(splat) / 2**20:,.0f} MiB; a single HTML file holds at most "
-                         f"{MAX_SHARE_BYTES / 2**20:,.0f} MiB", fix="share the .splat/.ply file itself instead")
+                         f"{MAX_SHARE_BYTES / 2**20:,.0f} MiB", fix="share the .spz/.ply file itself instead")
     js = viewer_js if viewer_js is not None else vendor_file(VIEWER_BUNDLE).read_text(encoding="utf-8")
-    options = {"format": fmt, "position": list(camera.position), "lookAt": list(camera.look_at)}
     meta_html = ""
     if meta:
         rows = "".join(f"<div><b>{html.escape(str(k))}</b> {html.escape(str(v))}</div>" for k, v in meta.items())
@@ -73,8 +152,10 @@ def share_html(splat: bytes, fmt: str, *, title: str, camera: ShareCamera,
 <style>
 html,body{{margin:0;height:100%;background:#0b1220;color:#e2e8f0;font:13px/1.4 system-ui,sans-serif}}
 #viewer{{position:absolute;inset:0}}
-#title{{position:absolute;left:12px;top:10px;z-index:20;font-weight:600;font-size:15px;text-shadow:0 1px 2px #000}}
-#meta{{position:absolute;right:12px;top:10px;z-index:20;background:rgba(15,23,42,.78);padding:6px 10px;border-radius:4px}}
+#title{{position:absolute;left:50%;transform:translateX(-50%);top:10px;z-index:20;font-weight:600;font-size:15px;
+  text-shadow:0 1px 2px #000;pointer-events:none}}
+#meta{{position:absolute;right:12px;top:10px;z-index:20;background:rgba(15,23,42,.78);padding:6px 10px;
+  border-radius:4px}}
 </style></head>
 <body>
 <div id="viewer"></div>
@@ -85,7 +166,7 @@ html,body{{margin:0;height:100%;background:#0b1220;color:#e2e8f0;font:13px/1.4 s
 <script>
 (function () {{
   var data = document.getElementById("{DATA_ID}");
-  var opts = {json.dumps(options)};
+  var opts = {inline_script(json.dumps(options))};
   opts.data = window.SkyfallViewer.base64ToArrayBuffer(data.textContent.trim());
   window.SkyfallViewer.mount(document.getElementById("viewer"), opts);
 }})();
@@ -95,12 +176,14 @@ html,body{{margin:0;height:100%;background:#0b1220;color:#e2e8f0;font:13px/1.4 s
 
 
 def export_share(splat_path: Path, out_path: Path, *, title: str, camera: ShareCamera,
-                 meta: dict[str, Any] | None = None) -> Path:
+                 meta: dict[str, Any] | None = None, georef: dict[str, float] | None = None,
+                 cameras: list[dict[str, Any]] | None = None) -> Path:
     """Write the self-contained HTML of ``splat_path`` to ``out_path`` (atomically)."""
     from skyfall_core.atomic import write_text
 
     splat_path = Path(splat_path)
-    text = share_html(splat_path.read_bytes(), splat_format(splat_path), title=title, camera=camera, meta=meta)
+    text = share_html(splat_path.read_bytes(), splat_format(splat_path), title=title, camera=camera, meta=meta,
+                      georef=georef, cameras=cameras)
     write_text(out_path, text)
     return Path(out_path)
 

@@ -1,138 +1,333 @@
 // Skyfall Studio splat viewer: the entry point that scripts/vendor_js.sh bundles (with three.js and
-// GaussianSplats3D) into static/vendor/splat-viewer/splat-viewer.js, one IIFE with no imports, so
-// that it runs from the app's static files and inlined in a self-contained Share HTML file.
+// Spark, @sparkjsdev/spark) into static/vendor/splat-viewer/splat-viewer.js, one IIFE with no
+// imports and no other file to fetch (Spark's WASM is base64-inlined and its worker starts from a
+// Blob URL), so that it runs from the app's static files and inlined in a Share HTML from file://.
 //
 //   window.SkyfallViewer.mount(element, {
-//     url: "…/scene.splat",            // or a blob: URL (the Share export)
-//     format: "splat" | "ply",          // .splat (antimatter15, 32 B a splat) or a (compressed) 3DGS PLY
+//     url: "…/scene.spz",               // or data: ArrayBuffer (the Share export)
+//     format: "spz" | "ply" | "splat",  // .spz (RUB axes, as the pipeline writes it), 3DGS (compressed)
+//                                       // PLY in local ENU, or antimatter15 .splat in local ENU
 //     position: [x, y, z],              // initial camera position, scene metres (local ENU, z up)
 //     lookAt: [x, y, z],                // initial orbit centre
+//     georef: {lat, lon, h} | null,     // ENU origin (georef.json): the cursor readout in lon/lat/h
+//     cameras: [{name, position, lookAt, fov}],  // extra camera presets (the rounds' cameras)
 //   })
 //
+// The scene is shown in local ENU (x east, y north, z up). An .spz stores RUB (x right, y up,
+// z back = east, up, south), so its mesh is turned +90 deg about x back to ENU.
 // Controls: drag = orbit, right-drag = pan, wheel = zoom; W/A/S/D fly forward/left/back/right in
-// the horizontal plane, Q/E down/up, Shift = 4x faster; R resets the view.
+// the horizontal plane, Q/E down/up, Shift = 4x faster; R resets the view; the buttons are the
+// camera presets (top-down, oblique from N/E/S/W, the rounds' cameras).
+// Cursor: the splat under the cursor (Spark's raycast) in ENU metres and, with a georef, WGS84
+// lon/lat and ellipsoidal height. ENU -> geodetic is exact (ENU -> ECEF by the tangent-plane
+// rotation at the origin, ECEF -> geodetic by Bowring's method, 3 iterations: < 1 mm for any
+// point within 100 km of the origin), so the readout's error is the splat's own position error.
 // The page-level state `window.skyfallViewerState` = {status: "loading"|"ready"|"error", splats,
-// error} lets tests (and the app) know when the scene is shown.
-import * as GS from "@mkkellogg/gaussian-splats-3d";
+// error, cursor: {enu, lon, lat, h} | null, view: preset name} lets tests (and the app) follow it.
+import { SparkRenderer, SplatFileType, SplatMesh } from "@sparkjsdev/spark";
 import * as THREE from "three";
+import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
 
-const FORMATS = { splat: GS.SceneFormat.Splat, ply: GS.SceneFormat.Ply, ksplat: GS.SceneFormat.KSplat };
+const FILE_TYPES = { spz: SplatFileType.SPZ, ply: SplatFileType.PLY, splat: SplatFileType.SPLAT };
+const WGS84_A = 6378137.0;
+const WGS84_F = 1 / 298.257223563;
+const WGS84_E2 = WGS84_F * (2 - WGS84_F);
 
 function setState(patch) {
   window.skyfallViewerState = Object.assign(window.skyfallViewerState || {}, patch);
 }
 
-function overlay(element) {
-  const box = document.createElement("div");
-  box.className = "skyfall-viewer-status";
-  box.style.cssText = "position:absolute;left:8px;bottom:8px;z-index:10;padding:4px 8px;border-radius:4px;" +
-    "background:rgba(15,23,42,.78);color:#e2e8f0;font:12px/1.4 system-ui,sans-serif;pointer-events:none";
-  element.appendChild(box);
-  return box;
+// ----------------------------------------------------------------------------- geodesy
+function geodeticToEcef(lat, lon, h) {
+  const p = (lat * Math.PI) / 180, l = (lon * Math.PI) / 180;
+  const sp = Math.sin(p), cp = Math.cos(p);
+  const n = WGS84_A / Math.sqrt(1 - WGS84_E2 * sp * sp);
+  return [(n + h) * cp * Math.cos(l), (n + h) * cp * Math.sin(l), (n * (1 - WGS84_E2) + h) * sp];
 }
 
-function installFlyKeys(viewer, element, home) {
+function ecefToGeodetic(x, y, z) {
+  const lon = Math.atan2(y, x);
+  const p = Math.hypot(x, y);
+  let lat = Math.atan2(z, p * (1 - WGS84_E2));
+  let h = 0;
+  for (let i = 0; i < 3; i++) {
+    const s = Math.sin(lat);
+    const n = WGS84_A / Math.sqrt(1 - WGS84_E2 * s * s);
+    h = p / Math.cos(lat) - n;
+    lat = Math.atan2(z, p * (1 - (WGS84_E2 * n) / (n + h)));
+  }
+  const s = Math.sin(lat);
+  const n = WGS84_A / Math.sqrt(1 - WGS84_E2 * s * s);
+  h = Math.abs(lat) < 1.5 ? p / Math.cos(lat) - n : z / s - n * (1 - WGS84_E2);
+  return { lat: (lat * 180) / Math.PI, lon: (lon * 180) / Math.PI, h };
+}
+
+/** ENU metres (e, n, u) at the origin {lat, lon, h} -> {lon, lat, h} (WGS84, ellipsoidal h). */
+function enuToGeodetic(origin, e, n, u) {
+  const p = (origin.lat * Math.PI) / 180, l = (origin.lon * Math.PI) / 180;
+  const sp = Math.sin(p), cp = Math.cos(p), sl = Math.sin(l), cl = Math.cos(l);
+  const o = geodeticToEcef(origin.lat, origin.lon, origin.h || 0);
+  const x = o[0] - sl * e - sp * cl * n + cp * cl * u;
+  const y = o[1] + cl * e - sp * sl * n + cp * sl * u;
+  const z = o[2] + cp * n + sp * u;
+  return ecefToGeodetic(x, y, z);
+}
+
+// ----------------------------------------------------------------------------- UI pieces
+function box(element, css) {
+  const el = document.createElement("div");
+  el.style.cssText = "position:absolute;z-index:10;padding:4px 8px;border-radius:4px;" +
+    "background:rgba(15,23,42,.78);color:#e2e8f0;font:12px/1.4 system-ui,sans-serif;" + css;
+  element.appendChild(el);
+  return el;
+}
+
+function northArrow(element) {
+  const el = box(element, "right:8px;bottom:8px;width:44px;height:44px;padding:2px;pointer-events:none");
+  el.title = "north";
+  el.innerHTML = '<svg viewBox="-22 -22 44 44" width="44" height="44"><g class="rot">' +
+    '<polygon points="0,-17 6,4 0,0 -6,4" fill="#f97316"/><polygon points="0,17 6,4 0,0 -6,4" fill="#64748b"/>' +
+    '<text x="0" y="-6" fill="#fff" font-size="9" text-anchor="middle" dy="-12">N</text></g></svg>';
+  return el.querySelector(".rot");
+}
+
+// ----------------------------------------------------------------------------- camera presets
+function presetsFor(bounds, cameras) {
+  const c = bounds.getCenter(new THREE.Vector3());
+  const size = bounds.getSize(new THREE.Vector3());
+  const half = Math.max(10, 0.5 * Math.hypot(size.x, size.y));
+  const look = [c.x, c.y, bounds.min.z + 0.3 * size.z];
+  const d = 2.4 * half, el = (40 * Math.PI) / 180;
+  const h = d * Math.sin(el), r = d * Math.cos(el);
+  const out = [
+    // straight down, north up (a hair south so that "up" stays defined for the orbit controls)
+    { name: "Top", title: "top-down, north up", position: [look[0], look[1] - 1e-3 * d, look[2] + 1.1 * d], lookAt: look },
+    { name: "N", title: "oblique from the north", position: [look[0], look[1] + r, look[2] + h], lookAt: look },
+    { name: "E", title: "oblique from the east", position: [look[0] + r, look[1], look[2] + h], lookAt: look },
+    { name: "S", title: "oblique from the south", position: [look[0], look[1] - r, look[2] + h], lookAt: look },
+    { name: "W", title: "oblique from the west", position: [look[0] - r, look[1], look[2] + h], lookAt: look },
+  ];
+  for (const cam of cameras || []) out.push(Object.assign({ title: cam.name }, cam));
+  return out;
+}
+
+function applyView(ctx, view) {
+  const { camera, controls } = ctx;
+  camera.position.fromArray(view.position);
+  controls.target.fromArray(view.lookAt);
+  camera.up.set(0, 0, 1);
+  if (view.fov) camera.fov = view.fov;
+  else camera.fov = ctx.defaultFov;
+  camera.updateProjectionMatrix();
+  controls.update();
+  setState({ view: view.name });
+}
+
+function toolbar(element, ctx) {
+  const bar = box(element, "left:8px;top:8px;display:flex;gap:4px;flex-wrap:wrap;max-width:70%;padding:4px");
+  bar.className = "skyfall-viewer-presets";
+  ctx.presetBar = bar;
+  return bar;
+}
+
+function fillToolbar(ctx, presets) {
+  const bar = ctx.presetBar;
+  bar.textContent = "";
+  const rounds = [];
+  for (const v of presets) {
+    if (!["Top", "N", "E", "S", "W", "Home"].includes(v.name)) { rounds.push(v); continue; }
+    const b = document.createElement("button");
+    b.textContent = v.name;
+    b.title = v.title;
+    b.dataset.view = v.name;
+    b.style.cssText = "font:12px system-ui;padding:2px 7px;border:1px solid #475569;border-radius:3px;" +
+      "background:#1e293b;color:#e2e8f0;cursor:pointer";
+    b.onclick = () => applyView(ctx, v);
+    bar.appendChild(b);
+  }
+  if (rounds.length) {
+    const s = document.createElement("select");
+    s.title = "the cameras of the refinement rounds";
+    s.style.cssText = "font:12px system-ui;background:#1e293b;color:#e2e8f0;border:1px solid #475569;border-radius:3px";
+    s.innerHTML = '<option value="">round cameras…</option>' +
+      rounds.map((v, i) => `<option value="${i}">${String(v.name).replace(/[<&>"]/g, "")}</option>`).join("");
+    s.onchange = () => { if (s.value !== "") applyView(ctx, rounds[Number(s.value)]); };
+    bar.appendChild(s);
+  }
+}
+
+// ----------------------------------------------------------------------------- keys
+function installFlyKeys(ctx, element, home) {
   const held = new Set();
+  let fast = false;
   const keys = new Set(["w", "a", "s", "d", "q", "e"]);
-  const onDown = (ev) => {
-    const k = ev.key.toLowerCase();
-    if (k === "r") { resetView(viewer, home); return; }
-    if (keys.has(k)) { held.add(k); ev.preventDefault(); }
-  };
-  const onUp = (ev) => held.delete(ev.key.toLowerCase());
   element.tabIndex = 0;
-  element.addEventListener("keydown", onDown);
-  element.addEventListener("keyup", onUp);
+  element.addEventListener("keydown", (ev) => {
+    const k = ev.key.toLowerCase();
+    fast = ev.shiftKey;
+    if (k === "r") { applyView(ctx, home); return; }
+    if (keys.has(k)) { held.add(k); ev.preventDefault(); }
+  });
+  element.addEventListener("keyup", (ev) => { held.delete(ev.key.toLowerCase()); fast = ev.shiftKey; });
   element.addEventListener("pointerdown", () => element.focus());
-  let last = performance.now();
   const forward = new THREE.Vector3(), right = new THREE.Vector3(), step = new THREE.Vector3();
   const up = new THREE.Vector3(0, 0, 1);
-  function tick(now) {
+  return (dt) => {
+    if (!held.size) return;
+    const cam = ctx.camera, target = ctx.controls.target;
+    const dist = Math.max(1, cam.position.distanceTo(target));
+    cam.getWorldDirection(forward);
+    forward.z = 0;
+    if (forward.lengthSq() < 1e-8) forward.set(0, 1, 0);
+    forward.normalize();
+    right.crossVectors(forward, up).normalize();
+    step.set(0, 0, 0);
+    if (held.has("w")) step.add(forward);
+    if (held.has("s")) step.sub(forward);
+    if (held.has("d")) step.add(right);
+    if (held.has("a")) step.sub(right);
+    if (held.has("e")) step.add(up);
+    if (held.has("q")) step.sub(up);
+    if (step.lengthSq() > 0) {
+      step.normalize().multiplyScalar(dist * 0.6 * dt * (fast ? 4 : 1));
+      cam.position.add(step);
+      target.add(step);
+    }
+  };
+}
+
+// ----------------------------------------------------------------------------- cursor
+function installCursor(ctx, element, readout, georef) {
+  const raycaster = new THREE.Raycaster();
+  const ndc = new THREE.Vector2();
+  let pending = null, busy = false;
+  const fmt = (v, d) => v.toFixed(d);
+  function pick(clientX, clientY) {
+    const r = ctx.renderer.domElement.getBoundingClientRect();
+    ndc.set(((clientX - r.left) / r.width) * 2 - 1, -((clientY - r.top) / r.height) * 2 + 1);
+    raycaster.setFromCamera(ndc, ctx.camera);
+    const hits = ctx.mesh ? raycaster.intersectObject(ctx.mesh, false) : [];
+    if (!hits.length) return null;
+    const p = hits[0].point;
+    const out = { enu: [p.x, p.y, p.z] };
+    if (georef) Object.assign(out, enuToGeodetic(georef, p.x, p.y, p.z));
+    return out;
+  }
+  function show(hit) {
+    setState({ cursor: hit });
+    if (!hit) { readout.textContent = georef ? "cursor: —" : "cursor: — (no georef.json: ENU only)"; return; }
+    const [e, n, u] = hit.enu;
+    readout.textContent = (georef
+      ? `lon ${fmt(hit.lon, 6)}° lat ${fmt(hit.lat, 6)}° h ${fmt(hit.h, 1)} m (WGS84 ellipsoid) · `
+      : "") + `E ${fmt(e, 1)} N ${fmt(n, 1)} U ${fmt(u, 1)} m (local ENU)`;
+  }
+  function flush() {
+    if (!pending || busy) return;
+    const [x, y] = pending;
+    pending = null;
+    busy = true;
+    try { show(pick(x, y)); } finally { busy = false; }
+  }
+  element.addEventListener("pointermove", (ev) => { pending = [ev.clientX, ev.clientY]; });
+  element.addEventListener("pointerleave", () => { pending = null; show(null); });
+  show(null);
+  ctx.pickAt = (x, y) => { const h = pick(x, y); show(h); return h; };  // tests: client pixel coordinates
+  let last = 0;
+  return (now) => { if (now - last > 120) { last = now; flush(); } };
+}
+
+// ----------------------------------------------------------------------------- mount
+function mount(element, options) {
+  const opts = Object.assign({ format: "spz", position: [0, -300, 220], lookAt: [0, 0, 0] }, options || {});
+  if (!opts.url && !opts.data) throw new Error("SkyfallViewer.mount: options.url or options.data is required");
+  const fileType = FILE_TYPES[opts.format];
+  if (fileType === undefined) throw new Error(`SkyfallViewer.mount: unknown format ${opts.format}`);
+  if (getComputedStyle(element).position === "static") element.style.position = "relative";
+  const status = box(element, "left:8px;bottom:8px;pointer-events:none;max-width:calc(100% - 80px)");
+  status.className = "skyfall-viewer-status";
+  const readout = box(element, "left:8px;bottom:34px;pointer-events:none");
+  readout.className = "skyfall-viewer-cursor";
+  status.textContent = "Loading splat…";
+  setState({ status: "loading", error: null, splats: 0, cursor: null, view: "Home" });
+
+  const width = element.clientWidth || 640, height = element.clientHeight || 480;
+  const renderer = new THREE.WebGLRenderer({ antialias: false, preserveDrawingBuffer: true });
+  renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
+  renderer.setSize(width, height);
+  renderer.setClearColor(0x0b1220, 1);
+  element.appendChild(renderer.domElement);
+  const scene = new THREE.Scene();
+  const camera = new THREE.PerspectiveCamera(50, width / height, 0.5, 100000);
+  camera.up.set(0, 0, 1);  // local ENU: z up
+  const spark = new SparkRenderer({ renderer });
+  scene.add(spark);
+  const controls = new OrbitControls(camera, renderer.domElement);
+  controls.enableDamping = false;
+  controls.screenSpacePanning = true;
+  const ctx = { renderer, scene, camera, controls, spark, mesh: null, defaultFov: 50 };
+  const home = { name: "Home", title: "the initial view (R)", position: opts.position, lookAt: opts.lookAt };
+  applyView(ctx, home);
+  setState({ view: "Home" });
+  const fly = installFlyKeys(ctx, element, home);
+  const cursor = installCursor(ctx, element, readout, opts.georef || null);
+  const arrow = northArrow(element);
+  toolbar(element, ctx);
+  fillToolbar(ctx, [home]);
+
+  new ResizeObserver(() => {
+    const w = element.clientWidth, h = element.clientHeight;
+    if (!w || !h) return;
+    renderer.setSize(w, h);
+    camera.aspect = w / h;
+    camera.updateProjectionMatrix();
+  }).observe(element);
+
+  let last = performance.now();
+  const dir = new THREE.Vector3();
+  renderer.setAnimationLoop((now) => {
     const dt = Math.min(0.1, (now - last) / 1000);
     last = now;
-    if (held.size && viewer.camera && viewer.controls) {
-      const cam = viewer.camera, target = viewer.controls.target;
-      const dist = Math.max(1, cam.position.distanceTo(target));
-      const speed = dist * 0.6 * dt * (window.event && window.event.shiftKey ? 4 : 1);
-      cam.getWorldDirection(forward);
-      forward.z = 0;
-      if (forward.lengthSq() < 1e-8) forward.set(0, 1, 0);
-      forward.normalize();
-      right.crossVectors(forward, up).normalize();
-      step.set(0, 0, 0);
-      if (held.has("w")) step.add(forward);
-      if (held.has("s")) step.sub(forward);
-      if (held.has("d")) step.add(right);
-      if (held.has("a")) step.sub(right);
-      if (held.has("e")) step.add(up);
-      if (held.has("q")) step.sub(up);
-      if (step.lengthSq() > 0) {
-        step.normalize().multiplyScalar(speed);
-        cam.position.add(step);
-        target.add(step);
-        viewer.controls.update();
-      }
-    }
-    requestAnimationFrame(tick);
-  }
-  requestAnimationFrame(tick);
-}
-
-function resetView(viewer, home) {
-  if (!viewer.camera || !viewer.controls) return;
-  viewer.camera.position.fromArray(home.position);
-  viewer.controls.target.fromArray(home.lookAt);
-  viewer.camera.up.set(0, 0, 1);
-  viewer.controls.update();
-}
-
-function mount(element, options) {
-  const opts = Object.assign({ format: "splat", position: [0, -300, 220], lookAt: [0, 0, 0] }, options || {});
-  if (!opts.url && !opts.data) throw new Error("SkyfallViewer.mount: options.url or options.data is required");
-  const format = FORMATS[opts.format];
-  if (format === undefined) throw new Error(`SkyfallViewer.mount: unknown format ${opts.format}`);
-  if (getComputedStyle(element).position === "static") element.style.position = "relative";
-  const status = overlay(element);
-  status.textContent = "Loading splat…";
-  setState({ status: "loading", error: null, splats: 0 });
-
-  const viewer = new GS.Viewer({
-    rootElement: element,
-    cameraUp: [0, 0, 1],                // local ENU: z up
-    initialCameraPosition: opts.position,
-    initialCameraLookAt: opts.lookAt,
-    sharedMemoryForWorkers: false,      // no cross-origin isolation inside Streamlit or from file://
-    gpuAcceleratedSort: false,
-    selfDrivenMode: true,
-    useBuiltInControls: true,
-    sceneRevealMode: GS.SceneRevealMode.Instant,
-    logLevel: GS.LogLevel.None,
-    sphericalHarmonicsDegree: 0,
+    fly(dt);
+    controls.update();
+    cursor(now);
+    // north arrow: the screen direction of +y (north) seen from the camera's heading
+    camera.getWorldDirection(dir);
+    if (Math.abs(dir.z) > 0.9) dir.set(0, 1, 0).applyQuaternion(camera.quaternion);  // looking down: screen up
+    const heading = Math.atan2(dir.x, dir.y);
+    arrow.setAttribute("transform", `rotate(${(-heading * 180) / Math.PI})`);
+    renderer.render(scene, camera);
   });
-  installFlyKeys(viewer, element, { position: opts.position, lookAt: opts.lookAt });
-  // bytes in the page (the Share export): parse them here; a blob: URL through addSplatScene
-  // loads an empty scene for larger files
-  const loaded = opts.data
-    ? (opts.format === "ply" ? GS.PlyLoader.loadFromFileData(opts.data, 1, 0, true, 0)
-                             : GS.SplatLoader.loadFromFileData(opts.data, 1, 0, true))
-        .then((buffer) => viewer.addSplatBuffers([buffer], [{ splatAlphaRemovalThreshold: 1 }], true, false, false))
-    : viewer.addSplatScene(opts.url, { format, showLoadingUI: false, progressiveLoad: false, splatAlphaRemovalThreshold: 1 });
-  loaded
+
+  const bytes = opts.data ? new Uint8Array(opts.data) : undefined;
+  const mesh = new SplatMesh(bytes ? { fileBytes: bytes, fileType, fileName: `scene.${opts.format}` }
+                                   : { url: opts.url, fileType, fileName: `scene.${opts.format}` });
+  mesh.minRaycastOpacity = 0.05;  // the cursor reads the first splat the ray meets (Spark's raycast)
+  if (opts.format === "spz") mesh.quaternion.setFromAxisAngle(new THREE.Vector3(1, 0, 0), Math.PI / 2);  // RUB -> ENU
+  scene.add(mesh);
+  ctx.mesh = mesh;
+  mesh.initialized
     .then(() => {
-      viewer.start();
-      // splats loaded into the scene (the mesh's own count is 0 until its first build, which may
-      // still be running when this promise resolves)
-      const mesh = viewer.getSplatMesh();
-      const n = mesh ? Math.max(mesh.getSplatCount(), mesh.getSplatCount(true)) : 0;
+      mesh.updateMatrixWorld(true);
+      const n = (mesh.packedSplats && mesh.packedSplats.numSplats) || (mesh.extSplats && mesh.extSplats.numSplats) || 0;
+      const bounds = mesh.getBoundingBox(true).applyMatrix4(mesh.matrixWorld);
+      fillToolbar(ctx, [home, ...presetsFor(bounds, opts.cameras)]);
       status.textContent = `${n.toLocaleString()} splats · drag orbit · right-drag pan · wheel zoom · WASD/QE fly · R reset`;
-      setState({ status: "ready", splats: n });
+      setState({ status: "ready", splats: n,
+                 bounds: { min: bounds.min.toArray(), max: bounds.max.toArray() } });
     })
     .catch((err) => {
       status.textContent = `Cannot show the splat: ${err && err.message ? err.message : err}`;
       status.style.background = "rgba(127,29,29,.9)";
       setState({ status: "error", error: String(err && err.message ? err.message : err) });
     });
-  return viewer;
+  ctx.setView = (name) => {
+    const all = presetsFor(mesh.getBoundingBox(true).applyMatrix4(mesh.matrixWorld), opts.cameras);
+    const v = name === "Home" ? home : all.find((p) => p.name === name);
+    if (!v) throw new Error(`no camera preset ${name}`);
+    applyView(ctx, v);
+  };
+  window.skyfallViewer = ctx;  // tests and the console: setView(name), pickAt(x, y)
+  return ctx;
 }
 
 function base64ToArrayBuffer(base64) {
@@ -142,11 +337,4 @@ function base64ToArrayBuffer(base64) {
   return bytes.buffer;
 }
 
-function bytesToBlobUrl(base64) {
-  const bin = atob(base64);
-  const bytes = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-  return URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
-}
-
-window.SkyfallViewer = { mount, resetView, bytesToBlobUrl, base64ToArrayBuffer, version: "1" };
+window.SkyfallViewer = { mount, base64ToArrayBuffer, enuToGeodetic, version: "2-spark" };
