@@ -12,9 +12,9 @@ Three ways to get that depth (``dsm_method``, :data:`DSM_METHODS`):
   floater or a semi-transparent layer above a roof pulls the height up by its share of the weight.
 * ``"median"``: the opacity-aware median depth, the depth where the transmittance along the
   top-down ray crosses 0.5 (2DGS/RaDe-GS style). No new kernel: the Gaussians are binned by depth
-  (``bin_m``), and each bin's indicator (and its depth offset) is composited as a feature with the
-  existing rasterizer; the accumulated weight of the bins in front of a pixel is 1 - T, so the
-  crossing bin is found per pixel and its weight-averaged depth is the surface.
+  (``bin_m``) and each group of bins is composited alone with the existing rasterizer (its
+  indicator and depth offset as features), scaled by the transmittance of the groups in front;
+  the first bin where 1 - T reaches 0.5 gives its weight-averaged depth.
 * ``"fusion"``: the training views' depths (expected depth in each satellite view, rendered from its
   own camera) back-projected onto the ENU grid, per-cell median; cells no view saw take the
   top-down median.
@@ -88,10 +88,11 @@ class Splats:
 
 
 class _Compositor:
-    """One camera's projection, then any number of feature composites [H, W, D] over it.
+    """One camera's projection, then any number of feature composites [H, W, D] over it, of all
+    the Gaussians or of a subset (``ids``).
 
-    The cpu back-end bins the Gaussians once and composites 4 channels per pass; the torch
-    back-end composites all channels at once; gsplat goes through :func:`rasterize` (3 per pass).
+    The cpu back-end composites 4 channels per pass with the compiled kernel; the torch back-end
+    all channels at once; gsplat goes through :func:`rasterize` (3 per pass).
     """
 
     def __init__(self, splats: Splats, viewmat: Tensor, K: Tensor, width: int, height: int, backend: str = "auto"):
@@ -107,9 +108,9 @@ class _Compositor:
         if self.backend == "gsplat":
             from skyfall_core.splat.render import rasterize
 
-            _, _, depth, info = rasterize(splats.means, splats.quats, splats.scales, splats.opacities,
-                                          splats.means.new_zeros(len(splats.means), 3), self.viewmat[None],
-                                          self.K[None], width, height, backend="gsplat")
+            _, _, _, info = rasterize(splats.means, splats.quats, splats.scales, splats.opacities,
+                                      splats.means.new_zeros(len(splats.means), 3), self.viewmat[None],
+                                      self.K[None], width, height, backend="gsplat")
             self.depths = info["depths"][0]
             self.visible = (info["radii"][0] > 0).all(-1)
             return
@@ -118,35 +119,37 @@ class _Compositor:
                             self.K[None], width, height)
         self.depths = self.proj.depths[0]  # [N] camera z
         self.visible = (self.proj.radii[0] > 0).all(-1)  # [N]
-        self.opac = splats.opacities[None].contiguous()
-        if self.backend == "cpu":
-            self.ext = load_extension()
-            p = self.proj
-            self.bins = self.ext.bin_gaussians(p.means2d.contiguous(), p.conics.contiguous(), self.opac,
-                                               p.radii.contiguous(), p.depths.contiguous(), width, height)
+        self.ext = load_extension() if self.backend == "cpu" else None
 
-    def composite(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        """(composited features [H, W, D], alpha [H, W]) of per-Gaussian features [N, D], D <= chunk."""
+    def composite(self, features: Tensor, ids: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(composited features [H, W, D], alpha [H, W]) of per-Gaussian ``features`` [M, D]
+        (D <= ``chunk``) of the Gaussians ``ids`` (default: all, M = N), the others left out."""
         D = features.shape[1]
+        s = self.splats
         if self.backend == "gsplat":
             from skyfall_core.splat.render import rasterize
 
+            sel = (lambda t: t) if ids is None else (lambda t: t[ids])
             f = torch.nn.functional.pad(features, (0, 3 - D))
-            s = self.splats
-            rgb, alpha, _, _ = rasterize(s.means, s.quats, s.scales, s.opacities, f, self.viewmat[None],
-                                         self.K[None], self.width, self.height, backend="gsplat")
+            rgb, alpha, _, _ = rasterize(sel(s.means), sel(s.quats), sel(s.scales), sel(s.opacities), f,
+                                         self.viewmat[None], self.K[None], self.width, self.height,
+                                         backend="gsplat")
             return rgb[0, ..., :D], alpha[0, ..., 0]
         p = self.proj
+        pick = (lambda t: t.contiguous()) if ids is None else (lambda t: t[:, ids].contiguous())
+        means2d, conics, radii, depths = pick(p.means2d), pick(p.conics), pick(p.radii), pick(p.depths)
+        opac = pick(s.opacities[None])
         if self.backend == "cpu":
-            offsets, flatten_ids, boxes = self.bins
+            offsets, flatten_ids, boxes = self.ext.bin_gaussians(means2d, conics, opac, radii, depths,
+                                                                 self.width, self.height)
             render, alphas, _, _ = self.ext.rasterize_forward(
-                p.means2d.contiguous(), p.conics.contiguous(), features[None].contiguous(), self.opac, None,
-                boxes, offsets, flatten_ids, self.width, self.height)
+                means2d, conics, features[None].contiguous(), opac, None, boxes, offsets, flatten_ids,
+                self.width, self.height)
             return render[0], alphas[0]
         from skyfall_core.splat.raster_torch import rasterize_to_pixels_torch
 
-        render, alphas, _ = rasterize_to_pixels_torch(p.means2d, p.conics, features[None].contiguous(), self.opac,
-                                                      p.radii, p.depths, self.width, self.height)
+        render, alphas, _ = rasterize_to_pixels_torch(means2d, conics, features[None].contiguous(), opac,
+                                                      radii, depths, self.width, self.height)
         return render[0], alphas[0, ..., 0]
 
     def expected_depth(self) -> tuple[Tensor, Tensor]:
@@ -155,46 +158,59 @@ class _Compositor:
         out, alpha = self.composite((self.depths - d0)[:, None].to(torch.float32))  # offset: float32 precision
         return alpha, out[..., 0] / alpha.clamp_min(1e-10) + d0
 
-    def median_depth(self, bin_m: float = 0.5, max_bins: int = 512) -> tuple[Tensor, Tensor]:
+    def median_depth(self, bin_m: float = 0.5, max_bins: int = 1024) -> tuple[Tensor, Tensor]:
         """(alpha [H, W], median depth [H, W], NaN where the transmittance never reaches 0.5).
 
         The Gaussians (sorted front to back by centre depth, as the rasterizer does) are cut into
-        depth bins; compositing a bin's indicator gives the blend weight of that bin at each
-        pixel, and the weights of the bins in front add up to 1 - T. The first bin where 1 - T
-        reaches 0.5 holds the median; its weight-averaged depth (a second feature) is returned.
+        depth bins of ``bin_m``. Along a ray the transmittance is a product, so the blend weights
+        of a group of bins are T_front (the transmittance of everything in front, known from the
+        groups already done) times their weights composited ALONE: each pass composites only its
+        own Gaussians (every Gaussian is drawn once in all). The first bin where 1 - T reaches
+        0.5 holds the median; its weight-averaged depth (a second feature) is returned.
         """
         H, W = self.height, self.width
-        dev = self.depths.device
-        out = torch.full((H, W), float("nan"), device=dev)
-        cum = torch.zeros(H, W, device=dev)
+        # per-pixel bookkeeping in numpy: small element-wise torch ops on a shared CPU are far slower
+        out = np.full((H, W), np.nan, np.float64)
+        cum = np.zeros((H, W), np.float64)
         if not bool(self.visible.any()):
-            return cum, out
+            return torch.from_numpy(cum), torch.from_numpy(out)
         d = self.depths
-        lo, hi = float(d[self.visible].min()), float(d[self.visible].max())
+        vis_ids = torch.nonzero(self.visible).squeeze(1)
+        dv = d[vis_ids].double()
+        # far outliers (floaters km away) go to the end bins rather than stretching every bin
+        q = torch.tensor([0.001, 0.999], dtype=dv.dtype, device=dv.device)
+        lo, hi = (float(v) for v in torch.quantile(dv[:: max(1, dv.numel() // 1_000_000)], q))
         n_bins = min(max_bins, max(1, math.ceil((hi - lo) / bin_m) + 1))
         width = max((hi - lo) / max(n_bins - 1, 1), 1e-6)
-        idx = ((d - lo) / width).floor().clamp(0, n_bins - 1).long()
-        idx = torch.where(self.visible, idx, torch.full_like(idx, -1))
-        used = torch.unique(idx[idx >= 0]).tolist()  # only bins that hold a drawn Gaussian
+        idx = ((dv - lo) / width).floor().clamp(0, n_bins - 1).long()  # bin of each visible Gaussian
+        order = torch.argsort(idx, stable=True)
+        vis_ids, idx, dv = vis_ids[order], idx[order], dv[order]
+        used, counts = torch.unique_consecutive(idx, return_counts=True)
+        starts = (torch.cumsum(counts, 0) - counts).tolist()
+        used, counts = used.tolist(), counts.tolist()
         per_pass = max(self.chunk // 2, 1)
-        found = torch.zeros(H, W, dtype=torch.bool, device=dev)
-        for start in range(0, len(used), per_pass):
-            group = used[start:start + per_pass]
+        found = np.zeros((H, W), bool)
+        for g in range(0, len(used), per_pass):
+            group = list(range(g, min(g + per_pass, len(used))))
+            a, b = starts[group[0]], starts[group[-1]] + counts[group[-1]]
+            ids, gi, gd = vis_ids[a:b], idx[a:b], dv[a:b]
             cols = []
-            for b in group:
-                ind = (idx == b).to(torch.float32)
-                centre = lo + (b + 0.5) * width
-                cols += [ind, ind * (d - centre).to(torch.float32)]
-            comp, _ = self.composite(torch.stack(cols, dim=1))
-            for j, b in enumerate(group):
-                w, wz = comp[..., 2 * j], comp[..., 2 * j + 1]
+            for k in group:
+                ind = (gi == used[k]).to(torch.float32)
+                centre = lo + (used[k] + 0.5) * width
+                cols += [ind, ind * (gd - centre).to(torch.float32)]
+            comp, _ = self.composite(torch.stack(cols, dim=1), ids)
+            comp = comp.cpu().numpy().astype(np.float64)
+            t_front = 1.0 - cum
+            for j, k in enumerate(group):
+                w, wz = comp[..., 2 * j] * t_front, comp[..., 2 * j + 1] * t_front
                 cross = ~found & (cum + w >= 0.5) & (w > 0)
-                out[cross] = lo + (b + 0.5) * width + wz[cross] / w[cross]
+                out[cross] = lo + (used[k] + 0.5) * width + wz[cross] / w[cross]
                 found |= cross
                 cum += w
-            if bool(found.all()):
+            if found.all():
                 break
-        return cum, out
+        return torch.from_numpy(cum), torch.from_numpy(out)
 
 
 def topdown_median_heights(splats: Splats, bounds_xy, resolution: float, altitude_m: float = 1e5, *,

@@ -1,0 +1,102 @@
+"""DSM extraction ablation (issue 14): every ``dsm_method`` on ONE stage-1 checkpoint, evaluated as
+DFC2019 against a truth DSM (water/unlabeled out, MAE on all pixels and on buildings).
+
+    HF_HUB_OFFLINE=1 PYTHONPATH=. .venv/bin/python benchmarks/bench_dsm_methods.py /tmp/jax_preview \\
+        [--truth-dir ../shared/data/jax068/truth] [--methods expected median fusion] [--bin-m 0.5] [--json out.json]
+
+The job folder needs ``scene/`` and ``checkpoints/stage1.safetensors`` (``reconstruct --stage 1``).
+Each method's DSM is written to ``JOB/eval/dsm_methods/<method>.tif``; prints a Markdown table and
+JSON. "expected" is the original method (the baseline, measured in the same run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from skyfall_core.eval.dsm import compare_dsm, find_class_raster, read_class_raster, read_dsm, write_dsm  # noqa: E402
+from skyfall_core.pipeline.dsm_render import DSM_METHODS  # noqa: E402
+
+DEFAULT_TRUTH = REPO.parent / "shared" / "data" / "jax068" / "truth"
+
+
+def run(job: Path, truth_dir: Path, methods: list[str], bin_m: float) -> dict:
+    import torch
+
+    from skyfall_core.pipeline import dsm_render
+    from skyfall_core.pipeline.stage1 import load_scene
+    from skyfall_core.pipeline.trainer import SplatTrainer, TrainSettings
+    from skyfall_core.splat.strategy import DensifyStrategy
+
+    torch.set_grad_enabled(False)
+    scene = load_scene(job / "scene")
+    trainer, _ = SplatTrainer.resume(job / "checkpoints" / "stage1.safetensors", len(scene.views),
+                                     scene.scene_scale, 1, TrainSettings(), DensifyStrategy(), restore_optim=False)
+    truth_path = next(truth_dir.glob("*_DSM.tif"))
+    truth = read_dsm(truth_path, origin_txt=truth_path.with_suffix(".txt"), epsg=scene.frame.utm_epsg)
+    cls_path = find_class_raster(truth_path)
+    cls = read_class_raster(cls_path, truth) if cls_path else None
+    splats = dsm_render.Splats.from_model(trainer.model)
+    cameras = [(v.viewmat, v.K, v.width, v.height) for v in scene.views]
+    x0, x1, y0, y1 = scene.bounds_enu[:4]
+    out_dir = job / "eval" / "dsm_methods"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    for method in methods:
+        t0 = time.perf_counter()
+        heights, corner = dsm_render.dsm_heights(splats, (x0, x1, y0, y1), 0.5, method, cameras=cameras,
+                                                 backend=trainer.settings.backend, bin_m=bin_m)
+        grid = dsm_render.enu_heights_to_utm(heights, corner, 0.5, scene.frame)
+        seconds = time.perf_counter() - t0
+        write_dsm(out_dir / f"{method}.tif", grid)
+        dfc = compare_dsm(grid, truth, truth_cls=cls).to_dict()
+        plain = compare_dsm(grid, truth).to_dict()  # the pre-issue-14 figure (every valid truth pixel)
+        rows[method] = {"seconds": round(seconds, 2), "dfc2019": dfc, "all_truth_pixels": plain}
+        print(f"{method}: {json.dumps(rows[method])}", file=sys.stderr, flush=True)
+    return {"job": str(job), "truth": str(truth_path), "truth_cls": str(cls_path) if cls_path else None,
+            "gaussians": trainer.model.num_gaussians, "views": len(scene.views), "bin_m": bin_m,
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "threads": torch.get_num_threads(), "methods": rows}
+
+
+def table(result: dict) -> str:
+    lines = ["| method | MAE all (m) | MAE buildings (m) | RMSE (m) | median (m) | completeness < 1 m | coverage "
+             "| MAE, no class mask (m) | time (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for m, r in result["methods"].items():
+        d, p = r["dfc2019"], r["all_truth_pixels"]
+        b = d.get("mae_buildings_m")
+        lines.append(f"| {m} | {d['mae_m']:.3f} | {b if b is None else f'{b:.3f}'} | {d['rmse_m']:.3f} "
+                     f"| {d['median_m']:.3f} | {d['completeness']:.3f} | {d['coverage']:.3f} | {p['mae_m']:.3f} "
+                     f"| {r['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("job", type=Path)
+    ap.add_argument("--truth-dir", type=Path, default=DEFAULT_TRUTH)
+    ap.add_argument("--methods", nargs="+", default=list(DSM_METHODS), choices=DSM_METHODS)
+    ap.add_argument("--bin-m", type=float, default=0.5, help="depth bin of the median method (m)")
+    ap.add_argument("--json", type=Path, help="also write the result here")
+    args = ap.parse_args(argv)
+    if not (args.truth_dir / "JAX_068_DSM.tif").exists() and not any(args.truth_dir.glob("*_DSM.tif")):
+        print(f"no truth DSM in {args.truth_dir}: skipped", file=sys.stderr)
+        return 0
+    result = run(args.job, args.truth_dir, args.methods, args.bin_m)
+    print(table(result))
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
