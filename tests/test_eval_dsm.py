@@ -150,3 +150,31 @@ def test_jax_class_raster_codes(jax_dir):
     cls = read_class_raster(find_class_raster(truth_path), g)
     assert set(np.unique(cls).tolist()) <= set(DFC_CLASSES)
     assert (cls == 6).mean() > 0.2  # a built-up block
+
+
+def test_cli_eval_dsm_uses_the_class_raster_beside_the_truth(tmp_path, capsys):
+    import json
+
+    import rasterio
+
+    from skyfall_core.cli import main
+
+    shape = (80, 90)
+    cls = _classes(shape)
+    truth = DSMGrid(np.full(shape, 5.0, np.float32), from_origin(436000, 3358000, 0.5, 0.5), 32617)
+    pred = truth.heights.copy()
+    pred[cls == 9] += 40.0  # water is not scored
+    pred[cls == 6] += 2.0
+    (tmp_path / "job" / "stage1").mkdir(parents=True)
+    write_dsm(tmp_path / "job" / "stage1" / "dsm.tif", DSMGrid(pred, truth.transform, 32617))
+    write_dsm(tmp_path / "T_DSM.tif", truth)
+    with rasterio.open(tmp_path / "T_CLS.tif", "w", driver="GTiff", width=90, height=80, count=1, dtype="uint8") as ds:
+        ds.write(cls, 1)
+    args = ["eval", "dsm", "--job", str(tmp_path / "job"), "--truth", str(tmp_path / "T_DSM.tif"), "--json"]
+    assert main(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["truth_cls"].endswith("T_CLS.tif") and r["mae_buildings_m"] == pytest.approx(2.0, abs=1e-3)
+    assert r["n_excluded_pixels"] == int(np.isin(cls, (9, 65)).sum())
+    assert main(args + ["--truth-cls", "none"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["truth_cls"] is None and r["mae_buildings_m"] is None and r["mae_m"] > 5
