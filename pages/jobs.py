@@ -25,9 +25,9 @@ for job_id in ids:
     except SkyfallError as exc:
         rows.append({"job": job_id, "name": "", "status": "unreadable", "progress": 0.0, "error": exc.message})
         continue
+    rounds_done = sum(s.state == "done" for s in p.stages if s.key.startswith("round_"))
     rows.append({"job": job_id, "name": info.name, "status": status_text(p.status), "progress": p.fraction,
-                 "preset": info.preset, "rounds": f"{sum(s.state == 'done' for s in p.stages if s.key.startswith('round_'))}"
-                                                  f"/{p.rounds_total}",
+                 "preset": info.preset, "rounds": f"{rounds_done}/{p.rounds_total}",
                  "created": age_text(info.created), "parent": info.parent or "", "error": p.error or ""})
 st.dataframe(rows, hide_index=True, width="stretch", column_config={
     "progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0, format="percent")})

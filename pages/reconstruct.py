@@ -1,16 +1,25 @@
 """Reconstruct: preset, key settings and elevation schedule, model availability, start, live progress."""
 
 import json
+from typing import get_args
 
 import streamlit as st
 
+from skyfall_core.config import Stage2Settings
 from skyfall_core.errors import SkyfallError
 from skyfall_core.geo.aoi import select_usable
 from skyfall_core.ui.draft import load_draft
 from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.jobs import check_overrides
 from skyfall_core.ui.models import refiner_gpu_gb
-from skyfall_core.ui.reconstruct import KEY_SETTINGS, FormValues, build_overrides, get_dotted, parse_advanced, schedule_rows
+from skyfall_core.ui.reconstruct import (
+    KEY_SETTINGS,
+    FormValues,
+    build_overrides,
+    get_dotted,
+    parse_advanced,
+    schedule_rows,
+)
 from skyfall_core.ui.state import catalog_scenes, get_config, get_device, get_jobs, load_draft_aoi, model_status_cached
 from skyfall_core.ui.widgets import live_progress
 
@@ -71,7 +80,7 @@ with left:
     values["stage2.refiner_model"] = r2.text_input("Refiner model (hub id or local folder)",
                                                    value=pdict["stage2"]["refiner_model"], key=f"{preset}:model",
                                                    disabled=values["stage2.refiner"] == "classical")
-    offloads = ["none", "model", "sequential"]
+    offloads = list(get_args(Stage2Settings.model_fields["offload"].annotation))  # what the config accepts
     values["stage2.offload"] = r3.selectbox("CPU offload", offloads, index=offloads.index(pdict["stage2"]["offload"]),
                                             key=f"{preset}:offload")
     st.markdown("**Elevation schedule** — one row per refinement round, from high to low")
@@ -93,12 +102,24 @@ with right:
                 "results are far below the paper's. Use flowedit with FLUX.1-dev on a GPU for Skyfall-GS proper.")
     else:
         ms = model_status_cached(values["stage2.refiner_model"])
-        need = refiner_gpu_gb(refiner, values["stage2.refiner_model"], values["stage2.offload"])
+        offload = values["stage2.offload"]
+        need = refiner_gpu_gb(refiner, values["stage2.refiner_model"], offload)
         (st.success if ms.available else st.warning)(
             f"Refiner model `{ms.model_id}`: {'found — ' + ms.where if ms.available else ms.where}")
-        if need is not None:
+        needs = {o: refiner_gpu_gb(refiner, values["stage2.refiner_model"], o) for o in ("none", "model", "sequential")}
+        if offload == "auto" and None not in needs.values():
             have = dev.memory_gb
-            msg = f"Needs ~{need:g} GB of GPU memory with offload '{values['stage2.offload']}'"
+            fits = [o for o, gb in needs.items() if have is not None and gb <= have]
+            msg = ("Offload 'auto' picks from the free GPU memory when the model loads: needs ~"
+                   + ", ~".join(f"{gb:g} GB ({o})" for o, gb in needs.items()))
+            if have is None:
+                st.warning(msg + " — no GPU here: it would run on the CPU (very slow).")
+            else:
+                st.caption(msg + (f" — this {have:.0f} GB GPU gets '{fits[0]}'." if fits
+                                  else f" — this GPU has {have:.0f} GB: even 'sequential' may not fit."))
+        elif need is not None:
+            have = dev.memory_gb
+            msg = f"Needs ~{need:g} GB of GPU memory with offload '{offload}'"
             if have is None:
                 st.warning(msg + " — no GPU here: it would run on the CPU (very slow).")
             elif have < need:

@@ -21,7 +21,8 @@ job_id = info.id
 
 label, diffusion = refiner_label(info.refiner, info.stage2.get("refiner"))
 (st.info if diffusion is False else st.caption)(f"Refiner: **{label}**" + (
-    " — these 'after' images come from simple image filters, not from a diffusion model." if diffusion is False else ""))
+    " — these 'after' images come from simple image filters, not from a diffusion model."
+    if diffusion is False else ""))
 
 rounds = list_rounds(info.dir)
 if not rounds:

@@ -11,8 +11,14 @@ from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.mapdata import scene_map
 from skyfall_core.ui.scenes import candidates, scene_table, skyplot
 from skyfall_core.ui.selection import judge_selection, select_diverse
-from skyfall_core.ui.state import (aoi_thumbnail_png, catalog_scenes, get_config, load_draft_aoi,
-                                   missing_folders, scene_folders)
+from skyfall_core.ui.state import (
+    aoi_thumbnail_png,
+    catalog_scenes,
+    get_config,
+    load_draft_aoi,
+    missing_folders,
+    scene_folders,
+)
 from skyfall_core.ui.uploads import RASTER_SUFFIXES, SIDECAR_SUFFIXES, store_uploads
 
 page_guard()  # when Streamlit started this file without app.py: rerun through app.py
@@ -104,7 +110,8 @@ else:
 map_col, sky_col = st.columns([3, 2], gap="medium")
 with map_col:
     st.caption("Footprints (solid = chosen) and the AOI")
-    m = scene_map(aoi=aoi, aoi_feature=draft.aoi, scenes=scenes, basemap=st.session_state.get("basemap", "OpenStreetMap"),
+    m = scene_map(aoi=aoi, aoi_feature=draft.aoi, scenes=scenes,
+                  basemap=st.session_state.get("basemap", "OpenStreetMap"),
                   imagery=st.session_state.get("imagery_overlay", True), draw=False, selected=chosen_paths)
     st_folium(m, height=430, use_container_width=True, returned_objects=[], key="scenes_map")
 with sky_col:

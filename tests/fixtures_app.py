@@ -19,7 +19,8 @@ import numpy as np
 from skyfall_core.atomic import write_json
 
 DEFAULT_AOI = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [[
-    [-95.93925, 41.25755], [-95.93675, 41.25755], [-95.93675, 41.25945], [-95.93925, 41.25945], [-95.93925, 41.25755]]]}}
+    [-95.93925, 41.25755], [-95.93675, 41.25755], [-95.93675, 41.25945], [-95.93925, 41.25945],
+    [-95.93925, 41.25755]]]}}
 SPLAT_DTYPE = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
 
 
@@ -154,5 +155,6 @@ def _write_dsm(path: Path) -> None:
 
     z = (300 + np.random.default_rng(0).normal(0, 5, (32, 32))).astype(np.float32)
     with rasterio.open(path, "w", driver="GTiff", width=32, height=32, count=1, dtype="float32",
-                       crs="EPSG:32615", transform=Affine(5.0, 0.0, 257000.0, 0.0, -5.0, 4571000.0), nodata=-9999) as ds:
+                       crs="EPSG:32615", transform=Affine(5.0, 0.0, 257000.0, 0.0, -5.0, 4571000.0),
+                       nodata=-9999) as ds:
         ds.write(z, 1)

@@ -53,7 +53,8 @@ def test_job_folder_rejects_bad_ids(tmp_path, job_id):
 
 
 def test_job_folder_accepts_contract_ids(tmp_path):
-    assert job_folder(tmp_path, "20260101-000000-run-abc123") == (tmp_path / "jobs" / "20260101-000000-run-abc123").resolve()
+    job_id = "20260101-000000-run-abc123"
+    assert job_folder(tmp_path, job_id) == (tmp_path / "jobs" / job_id).resolve()
 
 
 def test_publish_job_file_links_inside_static_and_validates(tmp_path):

@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 
-from skyfall_core.ui.selection import (ViewCandidate, angle_between_deg, azimuth_spread, circular_mean_deg,
-                                       judge_selection, select_diverse, view_vectors)
+from skyfall_core.ui.selection import (
+    ViewCandidate,
+    angle_between_deg,
+    azimuth_spread,
+    circular_mean_deg,
+    judge_selection,
+    select_diverse,
+    view_vectors,
+)
 
 
 def test_view_vectors_are_unit_and_point_to_the_satellite():
@@ -22,7 +29,8 @@ def test_azimuth_spread_is_circular(az, spread):
 
 
 def test_circular_mean_wraps():
-    assert circular_mean_deg([350, 10]) == pytest.approx(0.0, abs=1e-9) or circular_mean_deg([350, 10]) == pytest.approx(360.0)
+    mean = circular_mean_deg([350, 10])
+    assert mean == pytest.approx(0.0, abs=1e-9) or mean == pytest.approx(360.0)
 
 
 def _cands():

@@ -122,7 +122,8 @@ def app(tmp_path):
         deadline = time.monotonic() + 120
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"the app exited with code {proc.returncode}:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
+                log = (tmp_path / "server.log").read_text()[-3000:]
+                pytest.fail(f"the app exited with code {proc.returncode}:\n{log}")
             try:
                 with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
                     if r.read().strip() == b"ok":
@@ -130,7 +131,8 @@ def app(tmp_path):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"the app did not answer on {url} within 120 s:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
+                log = (tmp_path / "server.log").read_text()[-3000:]
+                pytest.fail(f"the app did not answer on {url} within 120 s:\n{log}")
             time.sleep(0.5)
         yield {"url": url, "ws": ws, "log": tmp_path / "server.log"}
     finally:
@@ -369,7 +371,8 @@ def test_draw_aoi_select_scenes_reconstruct_and_view_in_chromium(app, page, scre
             status = ""  # the panel is between reruns
         seen.add(status.split()[-1] if status else "")
         if "running" in status and not running_shot:  # one picture mid-run, once some work is done
-            overall = re.findall(r"Overall (\d+)%", " ".join(pg.locator('[data-testid="stProgress"]').all_inner_texts()))
+            bars = " ".join(pg.locator('[data-testid="stProgress"]').all_inner_texts())
+            overall = re.findall(r"Overall (\d+)%", bars)
             if overall and 0 < int(overall[0]) < 100:
                 shot(pg, "reconstruct_progress_running")
                 running_shot = True

@@ -21,7 +21,7 @@ from skyfall_core.jobs.cli import add_jobs_parser
 from skyfall_core.jobs.local import hostname, process_alive
 from skyfall_core.jobs.manager import JobManager
 from skyfall_core.jobs.settings import JobsSettings
-from skyfall_core.jobs.store import JobError, JobStateError, utc_now
+from skyfall_core.jobs.store import JobError, JobStateError
 
 REPO = Path(__file__).resolve().parents[1]
 # argv templates: {python} = this interpreter, {job_dir} = the job folder

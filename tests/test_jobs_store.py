@@ -18,8 +18,16 @@ from skyfall_core.jobs.local import outcome
 from skyfall_core.jobs.manager import JobManager, parse_override, resolve_job_config
 from skyfall_core.jobs.progress import ProgressTracker
 from skyfall_core.jobs.settings import JobsSettings
-from skyfall_core.jobs.store import (STATUS_FILE, JobError, JobRecord, JobStateError, JobStore, export_to_folder,
-                                     rebuild_from_folders, utc_now)
+from skyfall_core.jobs.store import (
+    STATUS_FILE,
+    JobError,
+    JobRecord,
+    JobStateError,
+    JobStore,
+    export_to_folder,
+    rebuild_from_folders,
+    utc_now,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

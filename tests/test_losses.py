@@ -2,8 +2,14 @@ import pytest
 import torch
 
 from skyfall_core.pipeline.appearance import AppearanceModel
-from skyfall_core.pipeline.losses import (opacity_entropy, pearson_depth_loss, photometric_loss, psnr,
-                                          ssim_map, ssim_map_reference)
+from skyfall_core.pipeline.losses import (
+    opacity_entropy,
+    pearson_depth_loss,
+    photometric_loss,
+    psnr,
+    ssim_map,
+    ssim_map_reference,
+)
 
 
 def test_ssim_is_one_for_identical_and_lower_for_noise():
@@ -61,7 +67,8 @@ def test_separable_ssim_equals_the_2d_window_reference():
     import torch.nn.functional as F
 
     g = torch.Generator().manual_seed(3)
-    a, b = torch.rand(20, 24, 3, generator=g, dtype=torch.float64), torch.rand(20, 24, 3, generator=g, dtype=torch.float64)
+    a = torch.rand(20, 24, 3, generator=g, dtype=torch.float64)
+    b = torch.rand(20, 24, 3, generator=g, dtype=torch.float64)
     x = torch.arange(11, dtype=torch.float64) - 5
     k1 = torch.exp(-x ** 2 / (2 * 1.5 ** 2))
     k1 = k1 / k1.sum()

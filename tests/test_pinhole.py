@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skyfall_core.cameras.pinhole import (PinholeCamera, camera_from_P, fit_pinhole, rodrigues, rq3,
-                                          volume_grid)
+from skyfall_core.cameras.pinhole import PinholeCamera, camera_from_P, fit_pinhole, rodrigues, rq3, volume_grid
 from skyfall_core.errors import CameraFitError
 from skyfall_core.geo.frames import LocalFrame
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,6 @@ from skyfall_core.splat.io import (
     write_georef,
 )
 from skyfall_core.splat.model import GaussianModel
-from skyfall_core.splat.sh import SH_C0
 
 ORIGIN = {"lat": 30.3, "lon": -81.66, "h": 2.5, "utm_epsg": 32617}
 

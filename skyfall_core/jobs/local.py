@@ -112,10 +112,8 @@ def pipeline_argv(job_dir: Path, template: Sequence[str] | None = None) -> list[
 
 
 def child_env() -> dict[str, str]:
-    """The environment of job processes: this one, with this checkout importable."""
+    """The environment of job processes: this one, unbuffered (the package is installed: ``pip install -e .``)."""
     env = dict(os.environ)
-    paths = [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

@@ -26,13 +26,32 @@ from pydantic import ValidationError
 
 from skyfall_core.atomic import write_json
 from skyfall_core.errors import ConfigError
-from skyfall_core.jobs.local import (CANCEL_FILE, cancel_deadline, hostname, process_alive, signal_group,
-                                     spawn_host, start_queued)
+from skyfall_core.jobs.local import (
+    CANCEL_FILE,
+    cancel_deadline,
+    hostname,
+    process_alive,
+    signal_group,
+    spawn_host,
+    start_queued,
+)
 from skyfall_core.jobs.progress import Progress, ProgressTracker
 from skyfall_core.jobs.settings import JobsSettings, jobs_settings
-from skyfall_core.jobs.store import (ACTIVE, RESUMABLE, BrokenJobError, JobError, JobRecord, JobStateError,
-                                     JobStore, export_to_folder, iso_to_unix, read_job_json, record_from_folder,
-                                     utc_now, state_fix)
+from skyfall_core.jobs.store import (
+    ACTIVE,
+    RESUMABLE,
+    BrokenJobError,
+    JobError,
+    JobRecord,
+    JobStateError,
+    JobStore,
+    export_to_folder,
+    iso_to_unix,
+    read_job_json,
+    record_from_folder,
+    state_fix,
+    utc_now,
+)
 from skyfall_core.pipeline.jobdir import JobDir, check_job_id
 
 LOG = logging.getLogger(__name__)
@@ -490,7 +509,8 @@ def parse_override(text: str) -> tuple[str, Any]:
 def _override_path(key: str, preset: str) -> list[str]:
     parts = key.split(".")
     if not all(parts):
-        raise ConfigError(f"override key {key!r} is malformed", fix="use dotted keys such as stage2.iterations_per_round")
+        raise ConfigError(f"override key {key!r} is malformed",
+                          fix="use dotted keys such as stage2.iterations_per_round")
     return ["presets", preset, *parts] if parts[0] in PRESET_SECTIONS else parts
 
 

@@ -22,8 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from skyfall_core.atomic import write_json
-from skyfall_core.jobs.local import (EXIT_USER_ERROR, POLL_S, REPO_ROOT, cancel_deadline, child_env, hostname,
-                                     pipeline_argv, shim_argv)
+from skyfall_core.jobs.local import (
+    EXIT_USER_ERROR,
+    POLL_S,
+    REPO_ROOT,
+    cancel_deadline,
+    child_env,
+    hostname,
+    pipeline_argv,
+    shim_argv,
+)
 from skyfall_core.pipeline.jobdir import EventLog
 
 RUNNER_FILE = "runner.json"  # where (host, pid) the job runs, written by the Ray task
@@ -65,13 +73,12 @@ def run_on_ray(host: Any) -> tuple[int | None, str | None]:
     """Run the host's job as a Ray task; returns (exit code or None, what killed it or None)."""
     if not ray_available():
         return _fail(host, "[jobs] runner = \"ray\" but the ray package is not installed: "
-                           "pip install 'ray>=2.9' (or set runner = \"local\")")
+                           "pip install -e '.[cluster]' (or set runner = \"local\")")
     import ray
 
     settings, rec = host.settings, host.rec
     try:
-        ray.init(address=settings.ray_address, namespace="skyfall", log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+        ray.init(address=settings.ray_address, namespace="skyfall", log_to_driver=False)
     except (ConnectionError, RuntimeError) as exc:
         return _fail(host, f"cannot connect to the Ray cluster at {settings.ray_address!r} ({exc}); start one "
                            f"with `ray start --head` or correct [jobs] ray_address in config.toml")

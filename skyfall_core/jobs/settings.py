@@ -29,15 +29,3 @@ def jobs_settings(config: Any) -> JobsSettings:
     settings = getattr(config, "jobs", None)
     return settings if isinstance(settings, JobsSettings) else JobsSettings()
 
-
-TOML_SECTION = """\
-[jobs]
-runner = "local"                # local (one process a job on this machine) | ray (Ray tasks, see README)
-ray_address = "auto"            # ray: "auto" = the cluster started with `ray start --head`, or "host:6379"
-max_concurrent = 1              # jobs running at once: 1 a GPU locally; the cluster's GPUs with ray
-cancel_timeout_s = 60           # a cancel waits this long for the job to stop between steps, then kills it
-kill_grace_s = 10               # after SIGTERM, before SIGKILL
-num_gpus = 1                    # ray: GPUs a job reserves; 0 = CPU-only jobs
-num_cpus = 1                    # ray: CPUs a job reserves
-# store = "/local/disk/jobs.sqlite"  # default <workspace>/jobs.sqlite; keep SQLite off network storage
-"""

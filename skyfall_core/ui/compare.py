@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from skyfall_core.ui.jobs import JobSpec, JobProgress
+from skyfall_core.ui.jobs import JobProgress, JobSpec
 
 
 def compare_rows(infos: list[JobSpec], progs: list[JobProgress]) -> list[dict[str, Any]]:

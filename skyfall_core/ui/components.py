@@ -15,7 +15,8 @@ from skyfall_core.ui.static import vendor_url
 
 SLIDER_CSS = """
 body{margin:0;background:transparent;font:12px/1.3 system-ui,sans-serif;color:#cbd5e1}
-.ba{position:relative;height:calc(100vh - 12px);max-width:100%;aspect-ratio:__AR__;margin:0 auto;overflow:hidden;border-radius:6px;
+.ba{position:relative;height:calc(100vh - 12px);max-width:100%;aspect-ratio:__AR__;margin:0 auto;overflow:hidden;
+    border-radius:6px;
     background:#0f172a;user-select:none;box-shadow:0 1px 4px rgba(0,0,0,.4)}
 .ba img{position:absolute;inset:0;width:100%;height:100%;object-fit:contain;pointer-events:none}
 .ba .before{clip-path:inset(0 calc(100% - var(--pos)) 0 0)}

@@ -24,7 +24,6 @@ from skyfall_core.ui.paths import job_folder
 
 ACTIVE = ("queued", "running", "cancelling")  # the job store's statuses that will still change
 RESUMABLE = ("interrupted", "cancelled", "failed")
-STAGE_ORDER = ("scene", "stage1", "round", "final")
 # share of the whole run each stage is shown as taking (for one overall bar; rounds split theirs)
 STAGE_WEIGHT = {"scene": 0.05, "stage1": 0.35, "round": 0.55, "final": 0.05}
 
@@ -69,7 +68,8 @@ def read_job(folder: Path) -> JobSpec:
         data = json.loads(jd.job_json.read_text())
     except FileNotFoundError:
         raise JobError("the job has no job.json", path=jd.job_json,
-                       fix="the folder is not a job (or is still being created); delete it from the Jobs page") from None
+                       fix="the folder is not a job (or is still being created); "
+                           "delete it from the Jobs page") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise JobError(f"job.json cannot be read ({exc})", path=jd.job_json,
                        fix="restore job.json from a backup or delete the job") from None
@@ -237,17 +237,6 @@ def rounds_total_of(info: JobSpec) -> int:
     except (OSError, json.JSONDecodeError):
         pass
     return len(info.elevations)
-
-
-def read_log(folder: Path, offset: int = 0, max_bytes: int = 200_000) -> tuple[str, int]:
-    """The job's log.txt from byte ``offset`` (at most ``max_bytes``); returns (text, new offset)."""
-    path = JobDir(folder).log
-    if not path.is_file():
-        return "", offset
-    with open(path, "rb") as f:
-        f.seek(offset)
-        data = f.read(max_bytes)
-    return data.decode("utf-8", errors="replace"), offset + len(data)
 
 
 # ----------------------------------------------------------------------------- rounds and outputs

@@ -47,7 +47,8 @@ def schedule_from_rows(rows: list[dict[str, Any]]) -> tuple[list[float], list[fl
         if not 0 < e_f <= 90:
             raise JobError(f"schedule row {i}: elevation {e_f:g}° is outside (0, 90]", fix="use 5° to 90°")
         if r_f <= 0:
-            raise JobError(f"schedule row {i}: radius {r_f:g} m must be positive", fix="give the orbit radius in metres")
+            raise JobError(f"schedule row {i}: radius {r_f:g} m must be positive",
+                           fix="give the orbit radius in metres")
         elev.append(e_f)
         radii.append(r_f)
     if not elev:

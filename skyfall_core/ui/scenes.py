@@ -62,7 +62,8 @@ def skyplot(cands: list[ViewCandidate], chosen_ids: set[str]):
     ring_rows = []
     for r in (15, 30, 45):
         for t in range(0, 361, 5):
-            ring_rows.append({"ring": r, "t": t, "x": r * math.sin(math.radians(t)), "y": r * math.cos(math.radians(t))})
+            a = math.radians(t)
+            ring_rows.append({"ring": r, "t": t, "x": r * math.sin(a), "y": r * math.cos(a)})
     scale = alt.Scale(domain=[-50, 50])
     rings = alt.Chart(pd.DataFrame(ring_rows)).mark_line(color="#475569", strokeDash=[3, 3]).encode(
         x=alt.X("x:Q", scale=scale, title="east ← off-nadir (°) → "), y=alt.Y("y:Q", scale=scale, title="north"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import streamlit as st
 
@@ -153,11 +152,3 @@ def live_progress(job_id: str, key: str = "live") -> None:
             st.rerun()  # the whole page: stop polling, show the outputs
 
     _panel()
-
-
-def show_error(exc: SkyfallError) -> None:
-    st.error(exc.message)
-
-
-def kv_table(rows: dict[str, Any]) -> None:
-    st.dataframe([{"": k, "value": str(v)} for k, v in rows.items()], hide_index=True, width="stretch")
