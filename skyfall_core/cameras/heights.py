@@ -204,8 +204,8 @@ def dem_height_range(path: str | Path, aoi, buffer_m: float = 0.0) -> DemHeights
             crs, tags = ds.crs, ds.tags()
             poly = aoi.buffered(buffer_m) if buffer_m > 0 else aoi.polygon
             geom = poly if crs is None or crs.to_epsg() == 4326 else reproject(poly, "EPSG:4326", crs.to_wkt())
-            l, b, r, t = geom.bounds
-            win = rasterio.windows.from_bounds(l, b, r, t, ds.transform)
+            west, south, east, north = geom.bounds
+            win = rasterio.windows.from_bounds(west, south, east, north, ds.transform)
             c0, r0 = max(math.floor(win.col_off), 0), max(math.floor(win.row_off), 0)
             c1 = min(math.ceil(win.col_off + win.width), ds.width)
             r1 = min(math.ceil(win.row_off + win.height), ds.height)
@@ -281,7 +281,8 @@ def height_sigmas(result, affs) -> np.ndarray:
     A = np.zeros((tr.n_tracks, 3, 3))
     np.add.at(A, tr.track, JtJ[tr.view])
     A += 1e-9 * np.eye(3)
-    sigma_px = float(np.median(result.residuals_px)) if result.residuals_px is not None and len(result.residuals_px) else 0.5
+    res = result.residuals_px
+    sigma_px = float(np.median(res)) if res is not None and len(res) else 0.5
     cov_zz = np.linalg.inv(A)[:, 2, 2]
     return max(sigma_px, 0.1) * np.sqrt(np.maximum(cov_zz, 0.0))
 
@@ -428,7 +429,8 @@ def planned_height_source(aoi, scenes: Sequence, dem_path: str | Path | None = N
             return "dem", f"{dem.source}: {dem.low_m:.1f} to {dem.high_m:.1f} m"
         return "dem+images", (f"{dem.source}: {dem.low_m:.1f} to {dem.high_m:.1f} m above the geoid; the images "
                               f"place it between {lo:.0f} and {hi:.0f} m when the job starts")
-    with_alt = [s for s in scenes if getattr(s, "min_alt", None) is not None and getattr(s, "max_alt", None) is not None]
+    with_alt = [s for s in scenes
+                if getattr(s, "min_alt", None) is not None and getattr(s, "max_alt", None) is not None]
     if with_alt:
         lo, hi = min(s.min_alt for s in with_alt), max(s.max_alt for s in with_alt)
         return "satnerf", f"the scenes' Sat-NeRF jsons: {lo:g} to {hi:g} m"

@@ -424,9 +424,10 @@ def generate_sample(out_dir: Path, seed: int = DEFAULT_SEED, *, small: bool = Fa
                "elevations": spec.elevations_deg, "azimuths": spec.azimuths_deg, "sun": TRUTH_SUN}
     (out / "README.md").write_text(render_readme(city, seed, view_rows, dsm, small, renders))
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
-    variant = {k: v for k, v in (("ground_height_m", ground_height_m), ("rpc_height_offset_m", rpc_height_offset_m or None),
-                                 ("views", picked),
-                                 ("size_px", size_px), ("gsd_m", gsd_m)) if v is not None}
+    variant = {k: v for k, v in (("ground_height_m", ground_height_m), ("views", picked), ("size_px", size_px),
+                                 ("gsd_m", gsd_m)) if v is not None}  # the defaults write nothing new
+    if rpc_height_offset_m:
+        variant["rpc_height_offset_m"] = rpc_height_offset_m
     _write_json(out / "manifest.json", {"generator": GENERATOR, "seed": seed, "small": small, **variant,
                                         "files": {f: _sha256(out / f) for f in files}})
     timings["total"] = time.perf_counter() - t0
