@@ -22,6 +22,7 @@ pages = {
     "Results": [
         st.Page("pages/rounds.py", title="Rounds", icon="🔁", url_path="rounds"),
         st.Page("pages/viewer.py", title="Viewer", icon="🧊", url_path="viewer"),
+        st.Page("pages/map.py", title="Map", icon="🌍", url_path="map"),
         st.Page("pages/compare.py", title="Compare", icon="⚖️", url_path="compare"),
         st.Page("pages/share.py", title="Share", icon="📤", url_path="share"),
         st.Page("pages/jobs.py", title="Jobs", icon="📋", url_path="jobs"),
