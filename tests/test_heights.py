@@ -310,3 +310,22 @@ def test_area_page_shows_the_height_source_and_takes_a_dem(tmp_path, monkeypatch
         state.get_jobs().manager.stop_scheduler()
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+def test_no_hint_and_nothing_to_match_is_a_clear_error(variants, cfg_preset, tmp_path):
+    import rasterio
+
+    from skyfall_core.cameras.heights import HeightEstimateError
+
+    cfg, preset = cfg_preset
+    d = tmp_path / "overcast"
+    shutil.copytree(variants["coast"] / "scenes", d / "scenes")
+    for path in sorted((d / "scenes").glob("*.tif")):  # every view under a flat cloud
+        with rasterio.open(path, "r+") as ds:
+            ds.write(np.full((ds.count, ds.height, ds.width), 240, dtype=ds.dtypes[0]))
+    with pytest.raises(HeightEstimateError) as info:
+        prepare_scene(d / "scenes", variants["coast"] / "aoi_nohint.geojson", cfg, preset)
+    msg = info.value.message
+    assert "cannot estimate the AOI's terrain heights" in msg and "aoi_nohint.geojson" in msg
+    assert "clouds" in msg and "min_height_m" in msg and "dem_path" in msg
+    assert "01_SFS2_20230118T172621: 0" in msg  # the tie points of each view
