@@ -1,0 +1,208 @@
+"""The Spark viewer in Debian's chromium on a REAL job's ``final/scene.spz`` (the tiny pipeline run
+of test_app_map.py): the Viewer page's HTML served as the app serves it (``/app/static/...``), and
+a Share HTML opened from disk with the network off.
+
+Checked: the splat loads (every splat of the .spz), the canvas is not blank, it changes when the
+view is orbited (mouse drag) and with the presets, the .spz lands in local ENU (z up) like the
+PLY, and the cursor readout (raycast + ENU -> WGS84 in JS) agrees with pyproj.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_app_map import tiny_job  # noqa: F401  (the session-scoped real job)
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(),
+                                reason=f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pip package is not installed")
+
+REPO = Path(__file__).resolve().parents[1]
+ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist", "--no-sandbox"]
+READY = "window.skyfallViewerState && window.skyfallViewerState.status !== 'loading'"
+BACKGROUND = np.array([0x0B, 0x12, 0x20], np.float32)  # #0b1220 (RGB)
+
+
+def _rgb(png: bytes) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(
+        np.float32)
+
+
+def _covered(img: np.ndarray) -> float:
+    return float((np.abs(img - BACKGROUND).sum(-1) > 30).mean())
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture()
+def served_viewer(tiny_job, tmp_path):  # noqa: F811
+    """The Viewer page's iframe HTML for the job, served at /app/static/ like Streamlit does."""
+    from skyfall_core.ui.components import job_camera
+    from skyfall_core.ui.share import ShareCamera, job_georef, job_splat, round_cameras, viewer_page_html
+
+    root = tmp_path / "www"
+    static = root / "app" / "static"
+    (static / "_jobs" / "tiny").mkdir(parents=True)
+    shutil.copytree(REPO / "static" / "vendor", static / "vendor")
+    splat, fmt = job_splat(tiny_job)
+    assert splat.name == "scene.spz" and fmt == "spz"
+    shutil.copy2(splat, static / "_jobs" / "tiny" / splat.name)
+    import json
+
+    pos, look = job_camera(json.loads((tiny_job / "job.json").read_text())["aoi"], _aoi_settings())
+    (root / "viewer.html").write_text(viewer_page_html(
+        f"/app/static/_jobs/tiny/{splat.name}", fmt, camera=ShareCamera(tuple(pos), tuple(look)),
+        georef=job_georef(tiny_job), cameras=round_cameras(tiny_job), height=480))
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/viewer.html"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest's output clean
+        pass
+
+
+def _aoi_settings():
+    from skyfall_core.config import load_config
+
+    return load_config(REPO / "config.toml").aoi
+
+
+def _open(browser, url: str, *, offline: bool = False):
+    ctx = browser.new_context(viewport={"width": 640, "height": 480}, offline=offline)
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.wait_for_function(READY, timeout=90_000)
+    return ctx, page, errors
+
+
+def _canvas(page) -> np.ndarray:
+    time.sleep(1.5)  # a few frames (Spark sorts in its worker)
+    return _rgb(page.locator("canvas").first.screenshot())
+
+
+def test_viewer_page_draws_the_spz_orbits_and_reads_the_cursor(browser, served_viewer, tiny_job):  # noqa: F811
+    from skyfall_core.export.spz import read_spz
+    from skyfall_core.geo.frames import LocalFrame
+    from skyfall_core.ui.share import job_georef
+
+    ctx, page, errors = _open(browser, served_viewer)
+    try:
+        state = page.evaluate("window.skyfallViewerState")
+        assert state["status"] == "ready" and not errors, (state, errors)
+        n = len(read_spz(tiny_job / "final" / "scene.spz")["opacity"])
+        assert state["splats"] == n
+        # the .spz (RUB) is shown in local ENU: z up, the scene spread over x and y
+        lo, hi = np.asarray(state["bounds"]["min"]), np.asarray(state["bounds"]["max"])
+        assert (hi - lo)[0] > 150 and (hi - lo)[1] > 150 and (hi - lo)[2] < 0.6 * (hi - lo)[1]
+        home = _canvas(page)
+        assert _covered(home) > 0.05  # not blank
+
+        box = page.locator("canvas").first.bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(cx, cy)
+        page.mouse.down()
+        page.mouse.move(cx + 160, cy + 20, steps=8)
+        page.mouse.up()
+        orbited = _canvas(page)
+        assert np.abs(orbited - home).mean() > 3.0  # the view changed on orbit
+        assert _covered(orbited) > 0.05
+
+        labels = page.locator(".skyfall-viewer-presets button").all_inner_texts()
+        assert labels == ["Home", "Top", "N", "E", "S", "W"]
+        assert page.locator(".skyfall-viewer-presets select option").count() > 1  # the rounds' cameras
+        page.locator(".skyfall-viewer-presets button[data-view=\"Top\"]").click()
+        top = _canvas(page)
+        assert page.evaluate("window.skyfallViewerState.view") == "Top" and _covered(top) > 0.05
+        page.locator(".skyfall-viewer-presets button[data-view=\"E\"]").click()
+        east = _canvas(page)
+        assert np.abs(east - top).mean() > 3.0
+
+        # the cursor: the splat under the centre of the top-down view is near the origin, on the ground
+        page.locator(".skyfall-viewer-presets button[data-view=\"Top\"]").click()
+        time.sleep(0.5)
+        hit = page.evaluate(f"window.skyfallViewer.pickAt({cx}, {cy})")
+        assert hit is not None
+        origin = job_georef(tiny_job)
+        frame = LocalFrame(origin["lon"], origin["lat"], origin["h"])
+        lon, lat, h = frame.enu_to_geodetic(np.asarray(hit["enu"]))
+        assert abs(hit["lon"] - lon) < 1e-8 and abs(hit["lat"] - lat) < 1e-8 and abs(hit["h"] - h) < 1e-3
+        assert np.hypot(*hit["enu"][:2]) < 40 and -20 < hit["enu"][2] < 120
+        assert "lon -95.93" in page.locator(".skyfall-viewer-cursor").inner_text()
+
+        # ENU -> WGS84 in JS against pyproj, up to 20 km from the origin: exact, not a tangent-plane guess
+        for enu in ([0, 0, 0], [1500, -800, 60], [-20000, 15000, 300]):
+            js = page.evaluate(f"window.SkyfallViewer.enuToGeodetic({origin}, {enu[0]}, {enu[1]}, {enu[2]})"
+                               .replace("'", '"'))
+            lon, lat, h = frame.enu_to_geodetic(np.asarray(enu, float))
+            dlat_m = abs(js["lat"] - lat) * 111_000
+            dlon_m = abs(js["lon"] - lon) * 111_000 * np.cos(np.radians(lat))
+            assert dlat_m < 1e-3 and dlon_m < 1e-3 and abs(js["h"] - h) < 1e-3, (enu, js, lon, lat, h)
+    finally:
+        ctx.close()
+
+
+def test_share_html_of_the_spz_opens_from_disk_offline(browser, tiny_job, tmp_path):  # noqa: F811
+    from skyfall_core.ui.share import ShareCamera, export_share, job_georef, job_splat, round_cameras
+
+    splat, _ = job_splat(tiny_job)
+    out = export_share(splat, tmp_path / "share.html", title="tiny job", camera=ShareCamera((0.0, -250.0, 180.0)),
+                       georef=job_georef(tiny_job), cameras=round_cameras(tiny_job))
+    ctx, page, errors = _open(browser, out.as_uri(), offline=True)
+    try:
+        state = page.evaluate("window.skyfallViewerState")
+        assert state["status"] == "ready" and not errors, (state, errors)
+        assert state["splats"] > 1000
+        img = _canvas(page)
+        assert _covered(img) > 0.05
+        page.locator(".skyfall-viewer-presets button[data-view=\"Top\"]").click()
+        assert np.abs(_canvas(page) - img).mean() > 3.0
+    finally:
+        ctx.close()
+
+
+def test_spz_and_ply_of_the_same_job_look_the_same_from_above(browser, tiny_job, tmp_path):  # noqa: F811
+    """The .spz goes through RUB and back: from the top its image matches the ENU PLY's."""
+    from skyfall_core.ui.share import ShareCamera, export_share
+
+    shots = {}
+    for name in ("scene.spz", "scene.ply"):
+        out = export_share(tiny_job / "final" / name, tmp_path / f"{name}.html", title=name,
+                           camera=ShareCamera((0.0, -0.3, 380.0)))
+        ctx, page, errors = _open(browser, out.as_uri(), offline=True)
+        try:
+            assert page.evaluate("window.skyfallViewerState.status") == "ready" and not errors
+            shots[name] = _canvas(page)
+        finally:
+            ctx.close()
+    a, b = shots["scene.spz"], shots["scene.ply"]
+    assert _covered(a) > 0.05
+    flipped = np.abs(a - b[::-1]).mean()  # a mirrored (north-south) scene would match this better
+    assert np.abs(a - b).mean() < 0.5 * flipped, (np.abs(a - b).mean(), flipped)
