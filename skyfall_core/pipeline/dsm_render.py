@@ -15,9 +15,9 @@ Three ways to get that depth (``dsm_method``, :data:`DSM_METHODS`):
   (``bin_m``) and each group of bins is composited alone with the existing rasterizer (its
   indicator and depth offset as features), scaled by the transmittance of the groups in front;
   the first bin where 1 - T reaches 0.5 gives its weight-averaged depth.
-* ``"fusion"``: the training views' depths (expected depth in each satellite view, rendered from its
-  own camera) back-projected onto the ENU grid, per-cell median; cells no view saw take the
-  top-down median.
+* ``"fusion"``: the training views' depths (each satellite view's median depth, or its expected
+  depth with ``fusion_depth="expected"``, rendered from its own camera) back-projected onto the ENU
+  grid, per-cell median; cells fewer than two views saw take the top-down median.
 """
 
 from __future__ import annotations
@@ -223,9 +223,10 @@ def topdown_median_heights(splats: Splats, bounds_xy, resolution: float, altitud
 
 
 def fused_heights(splats: Splats, cameras: list[tuple[Tensor, Tensor, int, int]], bounds_xy, resolution: float, *,
-                  min_alpha: float = 0.5, min_views: int = 2, backend: str = "auto"
-                  ) -> tuple[np.ndarray, tuple[float, float]]:
-    """ENU height map [H, W]: per-cell median of the views' back-projected expected depths.
+                  min_alpha: float = 0.5, min_views: int = 2, backend: str = "auto", depth: str = "median",
+                  bin_m: float = 0.5) -> tuple[np.ndarray, tuple[float, float]]:
+    """ENU height map [H, W]: per-cell median of the views' back-projected depths (``depth``:
+    "median" = each view's opacity-aware median depth, "expected" = its alpha-weighted mean).
 
     ``cameras``: (viewmat [4, 4], K [3, 3], width, height) of each view (renderer convention: pixel
     centres at +0.5). A pixel counts where its alpha reaches ``min_alpha``; a cell needs samples
@@ -236,9 +237,11 @@ def fused_heights(splats: Splats, cameras: list[tuple[Tensor, Tensor, int, int]]
     H = int(np.ceil((ymax - ymin) / resolution))
     cells, heights, view_ids = [], [], []
     for v, (viewmat, K, w, h) in enumerate(cameras):
-        alpha, depth = _Compositor(splats, viewmat, K, w, h, backend).expected_depth()
-        ok = (alpha >= min_alpha).cpu().numpy()
-        z = depth.double().cpu().numpy()[ok]
+        comp = _Compositor(splats, viewmat, K, w, h, backend)
+        alpha, dmap = comp.median_depth(bin_m) if depth == "median" else comp.expected_depth()
+        dmap = dmap.double().cpu().numpy()
+        ok = (alpha >= min_alpha).cpu().numpy() & np.isfinite(dmap)
+        z = dmap[ok]
         vv, uu = np.nonzero(ok)
         Kd, M = K.double().cpu().numpy(), viewmat.double().cpu().numpy()
         cam = np.stack([(uu + 0.5 - Kd[0, 2]) / Kd[0, 0] * z, (vv + 0.5 - Kd[1, 2]) / Kd[1, 1] * z, z], axis=1)
@@ -270,8 +273,8 @@ def fused_heights(splats: Splats, cameras: list[tuple[Tensor, Tensor, int, int]]
 @torch.no_grad()
 def dsm_heights(splats: Splats, bounds_xy, resolution: float, method: str = DEFAULT_DSM_METHOD, *,
                 cameras: list[tuple[Tensor, Tensor, int, int]] | None = None, backend: str = "auto",
-                altitude_m: float = 1e5, min_alpha: float = 0.5, bin_m: float = 0.5
-                ) -> tuple[np.ndarray, tuple[float, float]]:
+                altitude_m: float = 1e5, min_alpha: float = 0.5, bin_m: float = 0.5,
+                fusion_depth: str = "median") -> tuple[np.ndarray, tuple[float, float]]:
     """ENU height map [H, W] (NaN = nodata) and its top-left corner with the chosen ``method``."""
     if method not in DSM_METHODS:
         raise ValueError(f"dsm_method must be one of {DSM_METHODS}, got {method!r}")
@@ -284,7 +287,8 @@ def dsm_heights(splats: Splats, bounds_xy, resolution: float, method: str = DEFA
         return top, corner
     if not cameras:
         raise ValueError("dsm_method 'fusion' needs the training views' cameras")
-    fused, _ = fused_heights(splats, cameras, bounds_xy, resolution, min_alpha=min_alpha, backend=backend)
+    fused, _ = fused_heights(splats, cameras, bounds_xy, resolution, min_alpha=min_alpha, backend=backend,
+                             depth=fusion_depth, bin_m=bin_m)
     return np.where(np.isfinite(fused), fused, top).astype(np.float32), corner
 
 
