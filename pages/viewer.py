@@ -16,13 +16,6 @@ from skyfall_core.ui.widgets import picked_job_or_stop
 
 page_guard()  # when Streamlit started this file without app.py: rerun through app.py
 
-GIS_FILES = (  # final/ files the pipeline writes beside FINAL_FILES: (name, label, mime)
-    ("scene.spz", "Web splat (.spz)", "application/octet-stream"),
-    ("dsm.cog.tif", "DSM Cloud-Optimized GeoTIFF", "image/tiff"),
-    ("splat_points.laz", "Splat centres (LAZ, UTM)", "application/octet-stream"),
-    ("dsm_hillshade.png", "DSM hillshade (PNG)", "image/png"),
-)
-
 st.title("🧊 3D viewer")
 cfg = get_config()
 info = picked_job_or_stop("final", "viewer_job", "No job has exported a splat yet. Finished jobs appear here.")
@@ -73,12 +66,6 @@ with side:
         else:
             st.markdown("**Georeference**")
             st.json(georef, expanded=False)
-    for name, label, mime in GIS_FILES:
-        path = info.dir / "final" / name
-        if path.is_file():
-            st.download_button(f"⬇ {label}", data=lambda p=path: p.read_bytes(), file_name=f"{job_id}_{path.name}",
-                               mime=mime, key=f"dl_{name}", width="stretch",
-                               help=f"{path.stat().st_size / 2**20:,.1f} MiB")
     if "dsm" in outs:
         st.caption("The DSM GeoTIFF/COG and the LAZ open in QGIS in place (CRS set); the 3D Tiles "
                    "(final/3dtiles/) in CesiumJS/ArcGIS.")

@@ -156,7 +156,7 @@ def test_viewer_and_share_use_the_pipelines_spz(map_env):
     served = REPO / "static" / "_jobs" / "tiny" / "scene.spz"
     assert served.is_file() and served.read_bytes() == (map_env / "final" / "scene.spz").read_bytes()
     labels = [b.proto.label for b in at.get("download_button")]
-    assert "⬇ Web splat (.spz)" in labels and "⬇ Splat centres (LAZ, UTM)" in labels
+    assert "⬇ Web splat (.spz, Spark)" in labels and "⬇ Splat centres (LAZ, UTM)" in labels
     assert "the cursor reads lon/lat/height" in _texts(at)
     at = _run("share")
     assert "Splat: `scene.spz`" in _texts(at)

@@ -10,6 +10,7 @@ PLY, and the cursor readout (raycast + ENU -> WGS84 in JS) agrees with pyproj.
 from __future__ import annotations
 
 import functools
+import html
 import http.server
 import shutil
 import threading
@@ -68,9 +69,12 @@ def served_viewer(tiny_job, tmp_path):  # noqa: F811
     import json
 
     pos, look = job_camera(json.loads((tiny_job / "job.json").read_text())["aoi"], _aoi_settings())
-    (root / "viewer.html").write_text(viewer_page_html(
-        f"/app/static/_jobs/tiny/{splat.name}", fmt, camera=ShareCamera(tuple(pos), tuple(look)),
-        georef=job_georef(tiny_job), cameras=round_cameras(tiny_job), height=480))
+    viewer = viewer_page_html(f"/app/static/_jobs/tiny/{splat.name}", fmt, camera=ShareCamera(tuple(pos), tuple(look)),
+                              georef=job_georef(tiny_job), cameras=round_cameras(tiny_job), height=480)
+    # as st.iframe shows it: an <iframe srcdoc> (its location is about:srcdoc, its base URL the app's)
+    (root / "viewer.html").write_text('<!doctype html><html><body style="margin:0">'
+                                      f'<iframe srcdoc="{html.escape(viewer, quote=True)}" '
+                                      'style="width:640px;height:480px;border:0"></iframe></body></html>')
     handler = functools.partial(_QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -93,14 +97,16 @@ def _aoi_settings():
     return load_config(REPO / "config.toml").aoi
 
 
-def _open(browser, url: str, *, offline: bool = False):
+def _open(browser, url: str, *, offline: bool = False, frame: bool = False):
+    """(context, page or the viewer's iframe, page errors) once the viewer has loaded."""
     ctx = browser.new_context(viewport={"width": 640, "height": 480}, offline=offline)
     page = ctx.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url)
-    page.wait_for_function(READY, timeout=90_000)
-    return ctx, page, errors
+    target = page.frames[1] if frame else page
+    target.wait_for_function(READY, timeout=90_000)
+    return ctx, target, errors
 
 
 def _canvas(page) -> np.ndarray:
@@ -113,8 +119,9 @@ def test_viewer_page_draws_the_spz_orbits_and_reads_the_cursor(browser, served_v
     from skyfall_core.geo.frames import LocalFrame
     from skyfall_core.ui.share import job_georef
 
-    ctx, page, errors = _open(browser, served_viewer)
+    ctx, page, errors = _open(browser, served_viewer, frame=True)
     try:
+        assert page.url == "about:srcdoc"  # the viewer resolves the splat's /app/static/ URL from there
         state = page.evaluate("window.skyfallViewerState")
         assert state["status"] == "ready" and not errors, (state, errors)
         n = len(read_spz(tiny_job / "final" / "scene.spz")["opacity"])
@@ -127,10 +134,11 @@ def test_viewer_page_draws_the_spz_orbits_and_reads_the_cursor(browser, served_v
 
         box = page.locator("canvas").first.bounding_box()
         cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-        page.mouse.move(cx, cy)
-        page.mouse.down()
-        page.mouse.move(cx + 160, cy + 20, steps=8)
-        page.mouse.up()
+        mouse = page.page.mouse  # the iframe sits at (0, 0) of the page: same coordinates
+        mouse.move(cx, cy)
+        mouse.down()
+        mouse.move(cx + 160, cy + 20, steps=8)
+        mouse.up()
         orbited = _canvas(page)
         assert np.abs(orbited - home).mean() > 3.0  # the view changed on orbit
         assert _covered(orbited) > 0.05

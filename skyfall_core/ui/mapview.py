@@ -109,19 +109,22 @@ def grid_corners_lonlat(transform: Any, width: int, height: int, epsg: int) -> l
     return [[float(v) for v in t.transform(x, y)] for x, y in xy]
 
 
+MPP_ZOOM0 = 78271.51696  # deck.gl/MapLibre: the equator is 512 px long at zoom 0 (not 256 as for raster tiles)
+
+
 def metres_per_pixel(lat: float, zoom: float) -> float:
-    """Web-Mercator ground resolution at a latitude and zoom (256-px tiles)."""
-    return 156543.03392 * math.cos(math.radians(lat)) / 2.0 ** zoom
+    """Ground metres per CSS pixel of a deck.gl map view at a latitude and zoom."""
+    return MPP_ZOOM0 * math.cos(math.radians(lat)) / 2.0 ** zoom
 
 
 def fit_zoom(bounds: tuple[float, float, float, float], width_px: int = 900, height_px: int = 560) -> float:
-    """The Web-Mercator zoom that fits a lon/lat box in a viewport (with a 15% margin)."""
+    """The deck.gl zoom that fits a lon/lat box in a viewport (with a 40% margin)."""
     w, s, e, n = bounds
     lat = 0.5 * (s + n)
     span_x = max(1.0, _metres(e - w, 0.0, lat)[0])
     span_y = max(1.0, (n - s) * 111_320.0)
-    mpp = 1.15 * max(span_x / width_px, span_y / height_px)
-    return float(np.clip(math.log2(156543.03392 * math.cos(math.radians(lat)) / mpp), 1, 22))
+    mpp = 1.4 * max(span_x / width_px, span_y / height_px)  # room for the scale bar and the arrow
+    return float(np.clip(math.log2(MPP_ZOOM0 * math.cos(math.radians(lat)) / mpp), 1, 22))
 
 
 def _metres(dlon: float, dlat: float, lat: float) -> tuple[float, float]:
@@ -377,7 +380,7 @@ def build_deck(data: MapData, *, basemap: str | None = "light", layers: list[str
                              bounds=data.hillshade.corners, opacity=0.9, pickable=False))
     if "error" in show and data.error:
         out.append(pdk.Layer("BitmapLayer", id="error", image=pdk.types.String(data.error.bitmap.data_url()),
-                             bounds=data.error.bitmap.corners, opacity=0.85, pickable=False))
+                             bounds=data.error.bitmap.corners, opacity=0.7, pickable=False))
     if "footprints" in show and data.footprints:
         fp = [{"name": f"scene {sid}", "polygon": geom["coordinates"][0]} for sid, geom in data.footprints
               if geom.get("type") == "Polygon"]
@@ -408,7 +411,7 @@ def build_deck(data: MapData, *, basemap: str | None = "light", layers: list[str
         sn = scale_and_north(bounds)
         out.append(pdk.Layer("PathLayer", id="scale-north",
                              data=[{"path": sn["bar"]}, {"path": sn["arrow"]}], get_path="path",
-                             get_color=[15, 23, 42, 255], width_min_pixels=3, pickable=False))
+                             get_color=[250, 204, 21, 255], width_min_pixels=3, pickable=False))  # on light and dark
         out.append(pdk.Layer("TextLayer", id="scale-north-labels",
                              data=[{"t": sn["label"], "at": sn["label_at"]}, {"t": "N", "at": sn["north_at"]}],
                              get_position="at", get_text="t", get_size=15, get_color=[15, 23, 42, 255],

@@ -4,8 +4,8 @@ Both run the vendored bundle ``static/vendor/splat-viewer/splat-viewer.js`` (thr
 ``@sparkjsdev/spark``, + ``viewer_src/splat_viewer.js``; Spark's WASM and worker are inlined in
 it). They show what the pipeline writes in ``final/``: ``scene.spz`` (SPZ v3, RUB axes), else
 ``scene.compressed.ply`` / ``scene.ply`` (older jobs), else a legacy ``scene.splat``
-(:func:`job_splat`), with the ENU origin of ``georef.json`` for the cursor's lon/lat/height
-(:func:`job_georef`) and the rounds' cameras as presets (:func:`round_cameras`).
+(:func:`job_splat`, after the job folder contract), with the ENU origin of ``georef.json`` for
+the cursor's lon/lat/height (:func:`job_georef`) and the rounds' cameras as presets (:func:`round_cameras`).
 
 The Share file inlines the bundle and the splat itself, base64-encoded in a
 ``<script type="application/octet-stream" id="skyfall-splat">`` block; a few lines decode it and
@@ -29,8 +29,6 @@ VIEWER_BUNDLE = "splat-viewer/splat-viewer.js"
 MAX_SHARE_BYTES = 300 * 2**20  # browsers struggle to parse larger inline base64
 DATA_ID = "skyfall-splat"
 FORMATS = ("spz", "ply", "splat")
-# final/ files the browser viewer can show, best first: what the pipeline writes, then legacy
-WEB_SPLATS = (("scene.spz", "spz"), ("scene.compressed.ply", "ply"), ("scene.ply", "ply"), ("scene.splat", "splat"))
 
 
 class ShareError(SkyfallError):
@@ -60,13 +58,16 @@ def splat_format(path: Path) -> str:
 
 
 def job_splat(job_dir: Path) -> tuple[Path, str] | None:
-    """(file, viewer format) of the splat the browser shows for a job: the first of
-    :data:`WEB_SPLATS` in ``final/``; None when there is none."""
-    final = Path(job_dir) / "final"
-    for name, fmt in WEB_SPLATS:
-        if (final / name).is_file():
-            return final / name, fmt
-    return None
+    """(file, viewer format) of the splat the browser shows for a job: the job folder contract's
+    web splat (:meth:`skyfall_core.jobfolder.JobDir.web_splat`: .spz, compressed PLY, PLY), else a
+    legacy ``final/scene.splat``; None when there is none."""
+    from skyfall_core.jobfolder import JobDir
+
+    found = JobDir(Path(job_dir)).web_splat()
+    if found is not None:
+        return found
+    legacy = Path(job_dir) / "final" / "scene.splat"
+    return (legacy, "splat") if legacy.is_file() else None
 
 
 def job_georef(job_dir: Path) -> dict[str, float] | None:

@@ -299,8 +299,11 @@ function mount(element, options) {
   });
 
   const bytes = opts.data ? new Uint8Array(opts.data) : undefined;
+  // absolute URL: inside Streamlit's srcdoc iframe location.href is "about:srcdoc", which Spark's
+  // loader cannot resolve a path against; document.baseURI is the app's own URL there
+  const url = bytes ? undefined : new URL(opts.url, document.baseURI).href;
   const mesh = new SplatMesh(bytes ? { fileBytes: bytes, fileType, fileName: `scene.${opts.format}` }
-                                   : { url: opts.url, fileType, fileName: `scene.${opts.format}` });
+                                   : { url, fileType, fileName: `scene.${opts.format}` });
   mesh.minRaycastOpacity = 0.05;  // the cursor reads the first splat the ray meets (Spark's raycast)
   if (opts.format === "spz") mesh.quaternion.setFromAxisAngle(new THREE.Vector3(1, 0, 0), Math.PI / 2);  // RUB -> ENU
   scene.add(mesh);
