@@ -30,7 +30,7 @@ from skyfall_core.config import WorkspaceConfig, load_config  # noqa: E402
 from skyfall_core.jobs.integrity import check_job_files  # noqa: E402
 from skyfall_core.jobs.local import process_alive  # noqa: E402
 from skyfall_core.jobs.manager import JobManager  # noqa: E402
-from skyfall_core.jobs.settings import JobsSettings  # noqa: E402
+from skyfall_core.config import JobsSettings  # noqa: E402
 from skyfall_core.jobs.store import JobStore, rebuild_from_folders  # noqa: E402
 
 TINY = {"stage1.iterations": 20, "stage2.iterations_per_round": 5, "stage2.elevations_deg": [85, 65, 45],

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from skyfall_core.errors import SkyfallError
-
-EXIT_USER_ERROR = 2
+from skyfall_core.jobfolder import EXIT_USER_ERROR, JobDir
 
 
 def _print(obj: Any, as_json: bool, text: Callable[[Any], str]) -> None:
@@ -140,16 +139,9 @@ def cmd_device(args: argparse.Namespace) -> int:
 
 def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``key=value`` pairs (value parsed as JSON when it can be: numbers, lists, booleans)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects key=value, got {pair!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
+    from skyfall_core.config import parse_override
+
+    return dict(parse_override(p) for p in pairs)
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -160,7 +152,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     out = Path(args.out)
-    if not (out / "job.json").exists():
+    if not JobDir(out).job_json.exists():
         aoi = load_aoi(Path(args.aoi), cfg.aoi)
         files = require_scene_files([Path(args.scenes)], cfg.catalog.extensions)
         cache = cfg.workspace_root / "cache" / "catalog.json"
@@ -186,7 +178,7 @@ def cmd_eval_dsm(args: argparse.Namespace) -> int:
 
     job = Path(args.job)
     order = ((job / "stage1" / "dsm.tif",) if args.stage == "stage1"
-             else (job / "final" / "dsm.tif", job / "stage1" / "dsm.tif"))
+             else (JobDir(job).final_file("dsm"), job / "stage1" / "dsm.tif"))
     pred_path = next((p for p in order if p.exists()), None)
     if pred_path is None:
         from skyfall_core.errors import SkyfallError

@@ -15,7 +15,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from skyfall_core.errors import ConfigError
-from skyfall_core.jobs.settings import JobsSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config.toml"
@@ -137,6 +136,19 @@ class Stage2Settings(_Strict):
         if bad:
             raise ValueError(f"elevations_deg must lie in (0, 90], got {bad}")
         return self
+
+
+class JobsSettings(_Strict):
+    """The ``[jobs]`` section: which runner starts jobs, and how many at a time."""
+
+    runner: Literal["local", "ray"] = "local"  # local = one OS process a job on this machine; ray = a Ray task
+    ray_address: str = "auto"  # "auto" = the running cluster (`ray start --head`), or "host:6379"
+    max_concurrent: int = Field(1, ge=1)  # jobs running at once (local: 1 a GPU; ray: the cluster's GPUs)
+    cancel_timeout_s: float = Field(60.0, gt=0)  # graceful cancel; then SIGTERM (local) / ray.cancel
+    kill_grace_s: float = Field(10.0, gt=0)  # after SIGTERM, before SIGKILL of the process group
+    num_gpus: float = Field(1.0, ge=0)  # Ray: GPUs a job reserves; 0 = a CPU-only job
+    num_cpus: float = Field(1.0, gt=0)  # Ray: CPUs a job reserves
+    store: Path | None = None  # the job store; None = <workspace>/jobs.sqlite (keep it on a local disk)
 
 
 class Preset(_Strict):

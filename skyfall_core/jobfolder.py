@@ -60,8 +60,15 @@ FINAL_FILES: dict[str, tuple[str, str, str]] = {
 WEB_SPLAT_ORDER = (("spz", "spz"), ("compressed", "ply"), ("ply", "ply"))  # what a browser viewer loads
 
 
-class JobFolderError(SkyfallError):
+class JobError(SkyfallError):
+    """A job operation that cannot be done (unknown id, wrong state, broken folder, bad input)."""
+
+
+class BrokenJobError(JobError):
     """A job folder or its job.json is missing or unreadable."""
+
+
+JobFolderError = BrokenJobError
 
 
 def check_job_id(job_id: str) -> str:

@@ -28,3 +28,27 @@ def sample_dir() -> Path:
     if not (SAMPLE_DIR / "scenes").is_dir():
         pytest.skip(f"bundled sample not found at {SAMPLE_DIR}; run `python -m skyfall_core sample`")
     return SAMPLE_DIR
+
+
+def run_tiny_job(workspace: Path) -> Path:
+    """``<workspace>/jobs/tiny``: a finished tiny pipeline job on the bundled sample, written by the
+    real pipeline (the ``TINY`` overrides of test_pipeline.py); reused when already there."""
+    from test_pipeline import _job
+
+    from skyfall_core.pipeline.run import EXIT_DONE, run_job
+
+    folder = workspace / "jobs" / "tiny"
+    if (folder / "state.json").is_file() and "final" in (folder / "state.json").read_text():
+        return folder
+    job = _job(workspace / "jobs", SAMPLE_DIR)
+    assert run_job(job.root) == EXIT_DONE, (job.root / "log.txt").read_text()[-3000:]
+    return job.root
+
+
+@pytest.fixture(scope="session")
+def tiny_job(tmp_path_factory, sample_dir) -> Path:
+    """A real finished job folder, made once per test session (about a minute on a quiet 2-core
+    machine) and shared by every test that reads a job's outputs. ``SKYFALL_TINY_JOB_WS=<folder>``
+    keeps it across sessions. Tests that change it copy it first."""
+    keep = os.environ.get("SKYFALL_TINY_JOB_WS")
+    return run_tiny_job(Path(keep) if keep else tmp_path_factory.getbasetemp() / "tiny_job_ws")

@@ -1,7 +1,7 @@
-"""Every page of the app under streamlit's AppTest, on a temporary workspace with fabricated jobs.
+"""Every page of the app under streamlit's AppTest, on a temporary workspace with copies of a real job.
 
 The workspace comes from a temporary config.toml (``SKYFALL_CONFIG``) whose catalog is the
-bundled sample; jobs are folders fabricated after the job-folder contract (no pipeline run).
+bundled sample; jobs are copies of the session's tiny real job (tests/conftest.py ``tiny_job``).
 """
 
 import json
@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from skyfall_core.config import load_config  # noqa: E402
 from skyfall_core.ui.draft import load_draft, update_draft  # noqa: E402
 
-from fixtures_app import fabricate_job  # noqa: E402
+from fixtures_app import copy_real_job  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_aoi"
@@ -136,49 +136,48 @@ def test_reconstruct_reports_a_bad_advanced_override(app_env):
     assert any("wins over the fields" in c.value and "stage1.iterations" in c.value for c in at.caption)
 
 
-def test_rounds_viewer_compare_share_jobs_on_fabricated_jobs(app_env):
+def test_rounds_viewer_compare_share_jobs_on_real_jobs(app_env, tiny_job):
     ws = app_env.workspace_root
-    feat = _sample_aoi(app_env)
-    cfgd = app_env.resolved("preview")
-    fabricate_job(ws, "20260101-000000-a", config=cfgd, aoi=feat, elevations=[85, 60], name="high")
-    fabricate_job(ws, "20260101-000100-b", config=cfgd, aoi=feat, elevations=[85, 70, 55, 45], name="low",
-                  parent="20260101-000000-a")
+    _sample_aoi(app_env)
+    copy_real_job(tiny_job, ws, "20260101-000000-a", name="high")
+    copy_real_job(tiny_job, ws, "20260101-000100-b", name="low", parent="20260101-000000-a")
+    elevations = [f"{e:g}" for e in json.loads((tiny_job / "job.json").read_text())["config"]["presets"]["preview"]
+                  ["stage2"]["elevations_deg"]]
 
     at = _run("rounds")
-    assert [t.label for t in at.tabs] == ["Round 1 · 85°", "Round 2 · 70°", "Round 3 · 55°", "Round 4 · 45°"]
+    assert [t.label for t in at.tabs] == [f"Round {k + 1} · {e}°" for k, e in enumerate(elevations)]
     assert any("classical, not diffusion" in i.value for i in at.info)
 
     at = _run("viewer")
     labels = [b.proto.label for b in at.get("download_button")]
-    assert labels == ["⬇ Web splat (.splat)", "⬇ DSM GeoTIFF", "⬇ georef.json", "⬇ Before/after images (zip)"]
-    served = REPO / "static" / "_jobs" / "20260101-000100-b" / "scene.splat"
+    assert "⬇ Web splat (.spz, Spark)" in labels and "⬇ DSM GeoTIFF" in labels
     final = ws / "jobs" / "20260101-000100-b" / "final"
-    assert served.is_file() and served.read_bytes() == (final / "scene.splat").read_bytes()
+    served = REPO / "static" / "_jobs" / "20260101-000100-b" / "scene.spz"
+    assert served.is_file() and served.read_bytes() == (final / "scene.spz").read_bytes()
 
     at = _run("compare")
     df = at.dataframe[0].value
-    assert list(df["elevations (°)"]) == ["85, 70, 55, 45", "85, 60"]
-    assert list(df["rounds done"]) == [4, 2]
+    assert list(df["elevations (°)"]) == [", ".join(elevations)] * 2
+    assert list(df["rounds done"]) == [len(elevations)] * 2
 
     at = _run("share")
-    assert "Splat: `scene.splat`" in _texts(at)
+    assert "scene.spz" in _texts(at)
 
     at = _run("jobs")
     table = at.dataframe[0].value
     assert list(table["job"]) == ["20260101-000100-b", "20260101-000000-a"]
     assert all("done" in s for s in table["status"])
     metrics = {m.label: m.value for m in at.metric}
-    assert "done" in metrics["Status"] and metrics["Round"].startswith("–")
+    assert "done" in metrics["Status"]
 
     from skyfall_core.ui.static import unpublish_job
     for j in ("20260101-000000-a", "20260101-000100-b"):
         unpublish_job(j)
 
 
-def test_jobs_page_deletes_after_confirmation(app_env):
+def test_jobs_page_deletes_after_confirmation(app_env, tiny_job):
     ws = app_env.workspace_root
-    fabricate_job(ws, "20260101-000000-a", config=app_env.resolved("preview"), status="cancelled", rounds_done=1,
-                  with_final=False)
+    copy_real_job(tiny_job, ws, "20260101-000000-a", rounds_done=1, status="cancelled")
     at = _run("jobs")
     assert any("Resume" in b.label for b in at.button)
     delete = next(b for b in at.button if b.label == "Delete")

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from skyfall_core.config import WorkspaceConfig, load_config
+from skyfall_core.config import JobsSettings, WorkspaceConfig, load_config
 from skyfall_core.jobs.integrity import check_job_files
 from skyfall_core.jobs.local import process_alive
 from skyfall_core.jobs.manager import JobManager
-from skyfall_core.jobs.settings import JobsSettings
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"stage1.iterations": 20, "stage2.iterations_per_round": 5, "stage2.elevations_deg": [85, 65, 45],

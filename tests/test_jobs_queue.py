@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from skyfall_core.config import WorkspaceConfig, load_config
+from skyfall_core.config import JobsSettings, WorkspaceConfig, load_config
 from skyfall_core.jobs.cli import add_jobs_parser
 from skyfall_core.jobs.local import hostname, process_alive
 from skyfall_core.jobs.manager import JobManager
-from skyfall_core.jobs.settings import JobsSettings
 from skyfall_core.jobs.store import JobError, JobStateError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from skyfall_core.config import WorkspaceConfig, load_config
+from skyfall_core.config import JobsSettings, WorkspaceConfig, load_config
 from skyfall_core.jobs.local import process_alive
 from skyfall_core.jobs.manager import JobManager
-from skyfall_core.jobs.settings import JobsSettings
 
 ray = pytest.importorskip("ray", reason="ray is optional; install it (requirements.txt) to test the Ray runner")
 

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from skyfall_core.config import WorkspaceConfig, load_config
+from skyfall_core.config import JobsSettings, WorkspaceConfig, apply_overrides, load_config, parse_override
 from skyfall_core.errors import AOIError, ConfigError
 from skyfall_core.jobs.local import outcome
-from skyfall_core.jobs.manager import JobManager, parse_override, resolve_job_config
+from skyfall_core.jobs.manager import JobManager
 from skyfall_core.jobs.progress import ProgressTracker
-from skyfall_core.jobs.settings import JobsSettings
 from skyfall_core.jobs.store import (
     STATUS_FILE,
     JobError,
@@ -201,7 +200,7 @@ def test_a_bad_override_is_a_config_error_naming_the_key(manager, scenes, sample
 def test_a_typo_gets_a_suggestion():
     cfg = load_config(REPO / "config.toml")
     with pytest.raises(ConfigError) as exc:
-        resolve_job_config(cfg.resolved("preview"), "preview", {"stage2.iterations_per_rond": 5})
+        apply_overrides(cfg.resolved("preview"), "preview", {"stage2.iterations_per_rond": 5})
     assert "did you mean 'stage2.iterations_per_round'" in exc.value.message
     assert parse_override("stage2.elevations_deg=[80,60]") == ("stage2.elevations_deg", [80, 60])
     assert parse_override("stage2.refiner=sdedit") == ("stage2.refiner", "sdedit")

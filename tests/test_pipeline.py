@@ -12,7 +12,7 @@ import pytest
 
 from skyfall_core.config import load_config
 from skyfall_core.geo.aoi import load_aoi
-from skyfall_core.pipeline.jobdir import JobDir, iter_all_events
+from skyfall_core.jobfolder import JobDir, iter_all_events
 from skyfall_core.pipeline.run import CANCEL_FILE, EXIT_CANCELLED, EXIT_DONE, create_job, run_job
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,8 +57,8 @@ def test_preview_job_runs_end_to_end_and_resumes_after_cancel(tmp_path, sample_d
 
     assert run_job(job.root) == EXIT_DONE  # resume: rounds 1 and 2, then the exports
     _check_rounds(job, 3)
-    for f in ("scene.ply", "scene.compressed.ply", "georef.json", "dsm.tif", "preview.png", "flydown.gif", "flydown.mp4", "scene.spz",
-              "dsm.cog.tif", "splat_points.laz", "3dtiles/tileset.json", "3dtiles/splats.glb",
+    for f in ("scene.ply", "scene.compressed.ply", "georef.json", "dsm.tif", "preview.png", "flydown.gif",
+              "flydown.mp4", "scene.spz", "dsm.cog.tif", "splat_points.laz", "3dtiles/tileset.json", "3dtiles/splats.glb",
               "compare/cameras.json", "compare/top.png", "compare/e45_a090.png"):
         assert (job.final / f).stat().st_size > 0
     meta = json.loads(job.job_json.read_text())

@@ -5,8 +5,14 @@ pixel centres (see :mod:`skyfall_core.cameras.pinhole`). Heavy dependencies (Ope
 load only when bias correction runs.
 """
 
-from skyfall_core.cameras.bias import (AffineCorrectedRPC, BiasResult, Tracks, adjust_tracks,
-                                       compare_with_reference, correct_bias)
+from skyfall_core.cameras.bias import (
+                                       AffineCorrectedRPC,
+                                       BiasResult,
+                                       Tracks,
+                                       adjust_tracks,
+                                       compare_with_reference,
+                                       correct_bias,
+)
 from skyfall_core.cameras.orbits import lookat_grid, orbit_cameras
 from skyfall_core.cameras.pinhole import PinholeCamera, PinholeFit, fit_pinhole
 

@@ -5,7 +5,8 @@
 - :mod:`.local` — the detached job host and the local (subprocess) runner;
 - :mod:`.ray_runner` — the Ray runner (optional ``ray``);
 - :mod:`.progress` — incremental ``events.jsonl`` reader with ETAs;
-- :mod:`.settings` — the ``[jobs]`` config section; :mod:`.cli` — ``python -m skyfall_core jobs``.
+- :mod:`.process` — process helpers both runners use; :mod:`.cli` — ``python -m skyfall_core jobs``.
+  (The ``[jobs]`` settings are ``skyfall_core.config.JobsSettings``.)
 
 Nothing is imported eagerly (``python -m skyfall_core.jobs.local`` must start fast).
 """
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["JobManager", "JobInfo", "JobStore", "JobRecord", "JobsSettings", "Progress"]
+__all__ = ["JobManager", "JobInfo", "JobStore", "JobRecord", "Progress"]
 _HOMES = {"JobManager": "manager", "JobInfo": "manager", "JobStore": "store", "JobRecord": "store",
-          "JobsSettings": "settings", "Progress": "progress"}
+          "Progress": "progress"}
 
 
 def __getattr__(name: str) -> Any:

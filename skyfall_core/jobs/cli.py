@@ -83,7 +83,7 @@ def _manager(args: argparse.Namespace):
 
 
 def _overrides(items: list[str]) -> dict[str, Any]:
-    from skyfall_core.jobs.manager import parse_override
+    from skyfall_core.config import parse_override
 
     return dict(parse_override(t) for t in items)
 

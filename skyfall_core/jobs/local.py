@@ -19,10 +19,8 @@ has declared interrupted.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,92 +28,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-EXIT_DONE, EXIT_CRASH, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 2, 3
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PIPELINE_COMMAND = ("{python}", "-m", "skyfall_core", "run", "{job_dir}")
-CANCEL_FILE = "cancel.request"
-POLL_S = 0.2
+from skyfall_core.jobfolder import EXIT_CANCELLED, EXIT_DONE, EXIT_USER_ERROR, JobDir
+from skyfall_core.jobs.process import (  # noqa: F401  (re-exported for the manager)
+    POLL_S,
+    REPO_ROOT,
+    cancel_deadline,
+    child_env,
+    exec_with_parent_death_signal,
+    hostname,
+    pipeline_argv,
+    process_alive,
+    process_start_time,
+    shim_argv,
+    signal_group,
+)
+
 STORE_SYNC_S = 1.0
-
-
-# ------------------------------------------------------------------------------- processes
-def hostname() -> str:
-    return socket.gethostname()
-
-
-def process_start_time(pid: int | None) -> str | None:
-    """A token identifying process ``pid`` (its start time); None if no such live process.
-
-    Linux: field 22 of ``/proc/<pid>/stat`` (clock ticks after boot); a zombie counts as gone.
-    Elsewhere: ``"?"`` when ``kill(pid, 0)`` succeeds (pid reuse is then not detected).
-    """
-    if not pid or pid <= 0:
-        return None
-    stat = Path(f"/proc/{pid}/stat")
-    if Path("/proc/self/stat").exists():
-        try:
-            text = stat.read_text()
-        except (FileNotFoundError, ProcessLookupError):
-            return None
-        fields = text[text.rfind(")") + 2:].split()
-        return None if fields[0] in ("Z", "X") else fields[19]
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return "?"
-    return "?"
-
-
-def process_alive(pid: int | None, start: str | None) -> bool:
-    """Whether ``pid`` is still the process that was recorded with start token ``start``."""
-    now = process_start_time(pid)
-    return now is not None and (start is None or now == start or "?" in (now, start))
-
-
-def signal_group(pgid: int | None, sig: int) -> bool:
-    """Send ``sig`` to a process group; False if the group is gone."""
-    if not pgid or pgid <= 0:
-        return False
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def exec_with_parent_death_signal(parent_pid: int, argv: Sequence[str]) -> None:
-    """Replace this process by ``argv``, SIGKILLed by Linux if ``parent_pid`` dies (no-op elsewhere)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent_pid:  # the parent died before prctl: do not start orphaned
-            os._exit(128 + signal.SIGKILL)
-    os.execvp(argv[0], list(argv))
-
-
-def shim_argv(argv: Sequence[str], parent_pid: int | None = None) -> list[str]:
-    """``argv`` wrapped in the parent-death shim (the final process image is ``argv`` itself)."""
-    return [sys.executable, "-m", "skyfall_core.jobs.local", "exec", str(parent_pid or os.getpid()), "--",
-            *argv]
-
-
-def pipeline_argv(job_dir: Path, template: Sequence[str] | None = None) -> list[str]:
-    """The job's command: ``python -m skyfall_core run <job_dir>`` or a test template."""
-    subs = {"{python}": sys.executable, "{job_dir}": str(job_dir)}
-    return [subs.get(a, a) for a in (template or PIPELINE_COMMAND)]
-
-
-def child_env() -> dict[str, str]:
-    """The environment of job processes: this one, unbuffered (the package is installed: ``pip install -e .``)."""
-    env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
 
 
 # ---------------------------------------------------------------------------- outcomes
@@ -144,24 +72,6 @@ def outcome(exit_code: int | None, *, cancel_requested: bool, last_error: str | 
     return Outcome("failed", f"{what} (exit code {exit_code}){detail}")
 
 
-def cancel_deadline(job_dir: Path, default_timeout_s: float) -> float | None:
-    """Unix time after which a requested cancel is forced; None when no cancel was requested."""
-    path = job_dir / CANCEL_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = {}
-    data = data if isinstance(data, dict) else {}
-    requested = data.get("requested", st.st_mtime)
-    timeout = data.get("timeout_s", default_timeout_s)
-    return float(requested) + float(timeout)
-
-
 # -------------------------------------------------------------------------- the host
 def spawn_host(store_path: Path, workspace: Path, job_id: str, attempt: int, log_path: Path) -> subprocess.Popen:
     """Start the detached host of one claimed job (new session; output appended to ``log_path``)."""
@@ -181,7 +91,7 @@ def start_queued(store: Any, settings: Any, *, spawn: Callable[..., Any] = spawn
         if rec is None:
             return started
         folder = store.folder(rec)
-        handle = spawn(store.path, store.workspace, rec.id, rec.attempt, folder / "log.txt")
+        handle = spawn(store.path, store.workspace, rec.id, rec.attempt, JobDir(folder).log)
         store.update(rec.id, attempt=rec.attempt, pid=handle.pid, pid_start=process_start_time(handle.pid))
         started.append((rec.id, handle))
 
@@ -190,14 +100,14 @@ class _Host:
     """State of one job host run (kept off module level)."""
 
     def __init__(self, store: Any, job_id: str, attempt: int):
+        from skyfall_core.config import JobsSettings
         from skyfall_core.jobs.progress import ProgressTracker
-        from skyfall_core.jobs.settings import JobsSettings
 
         self.store, self.job_id, self.attempt = store, job_id, attempt
         self.rec = store.require(job_id)
         self.settings = JobsSettings.model_validate_json(store.meta("settings") or "{}")
         self.job_dir = store.folder(self.rec)
-        self.tracker = ProgressTracker(self.job_dir / "events.jsonl", self.rec.rounds_total)
+        self.tracker = ProgressTracker(JobDir(self.job_dir).events, self.rec.rounds_total)
         self.term_received = False
         self._last_sync = 0.0
         self._synced: tuple[Any, Any] = (self.rec.stage, self.rec.round)
@@ -244,7 +154,7 @@ class _Host:
 
     def run_local(self) -> tuple[int | None, str | None]:
         argv = shim_argv(pipeline_argv(self.job_dir, self.rec.command))
-        with open(self.job_dir / "log.txt", "ab") as log:
+        with open(JobDir(self.job_dir).log, "ab") as log:
             child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      process_group=0, close_fds=True, env=child_env(), cwd=REPO_ROOT)
         self.store.update(self.job_id, attempt=self.attempt, child_pid=child.pid,
@@ -289,7 +199,7 @@ class _Host:
         self.say(f"exit code {code} -> {result.status}" + (f" ({result.error})" if result.error else "")
                  + ("" if rec else " [not recorded: the job was changed meanwhile]"))
         if result.status == "cancelled":
-            (self.job_dir / CANCEL_FILE).unlink(missing_ok=True)
+            JobDir(self.job_dir).clear_cancel()
 
     def _on_term(self, signum: int, frame: Any) -> None:
         self.term_received = True
@@ -297,7 +207,7 @@ class _Host:
 
 def run_host(store_path: Path, workspace: Path, job_id: str, attempt: int) -> int:
     """Entry of ``python -m skyfall_core.jobs.local host``: run one job, then start the queued ones."""
-    from skyfall_core.jobs.settings import JobsSettings
+    from skyfall_core.config import JobsSettings
     from skyfall_core.jobs.store import JobStore
 
     store = JobStore(workspace, store_path)

@@ -9,7 +9,6 @@ queued jobs (:meth:`JobManager.pump`, also run by :meth:`JobManager.start_schedu
 from __future__ import annotations
 
 import copy
-import difflib
 import importlib.metadata
 import logging
 import platform
@@ -22,12 +21,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from pydantic import ValidationError
-
 from skyfall_core.atomic import write_json
+from skyfall_core.config import JobsSettings, apply_overrides
 from skyfall_core.errors import ConfigError
+from skyfall_core.jobfolder import CANCEL_FILE, JobDir, check_job_id
 from skyfall_core.jobs.local import (
-    CANCEL_FILE,
     cancel_deadline,
     hostname,
     process_alive,
@@ -36,7 +34,6 @@ from skyfall_core.jobs.local import (
     start_queued,
 )
 from skyfall_core.jobs.progress import Progress, ProgressTracker
-from skyfall_core.jobs.settings import JobsSettings, jobs_settings
 from skyfall_core.jobs.store import (
     ACTIVE,
     RESUMABLE,
@@ -52,11 +49,9 @@ from skyfall_core.jobs.store import (
     state_fix,
     utc_now,
 )
-from skyfall_core.pipeline.jobdir import JobDir, check_job_id
 
 LOG = logging.getLogger(__name__)
 FINAL = ("done", "failed", "cancelled", "interrupted")
-PRESET_SECTIONS = ("description", "cameras", "stage1", "stage2")
 UNSTARTED_GRACE_S = 30.0  # a claimed job whose host has not reported its pid after this is interrupted
 LEFTOVER_AGE_S = 60.0  # .new-*/.trash-* folders older than this are removed by reconcile
 
@@ -107,7 +102,7 @@ class JobManager:
         """``command``: an argv template with ``{job_dir}``/``{python}`` run instead of the pipeline
         (queue tests only); default ``python -m skyfall_core run {job_dir}``."""
         self.config = config
-        self.settings = settings or jobs_settings(config)
+        self.settings = settings or getattr(config, "jobs", None) or JobsSettings()
         self.workspace = Path(config.workspace_root)
         store_path = config.resolve_path(self.settings.store) if self.settings.store else None
         self.store = JobStore(self.workspace, store_path)
@@ -143,7 +138,7 @@ class JobManager:
         aoi = load_aoi(aoi_geojson, self.config.aoi).to_geojson()
         scenes = _check_scenes(scene_paths)
         overrides = dict(overrides or {})
-        config = resolve_job_config(self.config.resolved(preset), preset, overrides)
+        config = apply_overrides(self.config.resolved(preset), preset, overrides)
         return self._create(name, aoi, scenes, preset, config, overrides, parent=None, start=start)
 
     def clone(self, job_id: str, overrides: Mapping[str, Any] | None = None, *, name: str | None = None,
@@ -155,7 +150,7 @@ class JobManager:
         """
         parent = self.store.require(job_id)
         new = dict(overrides or {})
-        config = resolve_job_config(parent.config, parent.preset, new)
+        config = apply_overrides(parent.config, parent.preset, new)
         merged = {**parent.overrides, **new}
         return self._create(_check_name(name or f"{parent.name} (clone)"), parent.aoi, parent.scenes,
                             parent.preset, config, merged, parent=parent.id, start=start)
@@ -472,77 +467,6 @@ class JobManager:
                 LOG.error("job scheduler: %s", exc)
 
 
-# ------------------------------------------------------------------------ configuration
-def resolve_job_config(resolved: dict[str, Any], preset: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The job's resolved config: ``resolved`` (``Config.resolved(preset)``) with ``overrides``
-    applied and validated by the config models. A bad override is a :class:`ConfigError` naming it."""
-    from skyfall_core.config import Config
-
-    data = copy.deepcopy(resolved)
-    paths = {}
-    for key, value in overrides.items():
-        path = _override_path(key, preset)
-        _set_existing(data, path, key, value)
-        paths[key] = path
-    try:
-        model = Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_override_error(exc, paths),
-                          fix="correct the override (see the comments in config.toml for the allowed values)") from None
-    return model.model_dump(mode="json")
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` from the command line; the value is JSON when it parses, else a string."""
-    import json
-
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {text!r} is not key=value", fix="write e.g. stage2.elevations_deg=[80,60,40]")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
-
-
-def _override_path(key: str, preset: str) -> list[str]:
-    parts = key.split(".")
-    if not all(parts):
-        raise ConfigError(f"override key {key!r} is malformed",
-                          fix="use dotted keys such as stage2.iterations_per_round")
-    return ["presets", preset, *parts] if parts[0] in PRESET_SECTIONS else parts
-
-
-def _set_existing(data: dict[str, Any], path: list[str], key: str, value: Any) -> None:
-    node: Any = data
-    for i, part in enumerate(path):
-        if not isinstance(node, dict) or part not in node:
-            known = sorted(node) if isinstance(node, dict) else []
-            close = difflib.get_close_matches(part, known, n=1)
-            hint = f"did you mean '{'.'.join(path[2 if path[0] == 'presets' else 0:i] + close)}'? " if close else ""
-            raise ConfigError(f"override '{key}': unknown key",
-                              fix=f"{hint}known keys here: {', '.join(known) or '(none)'}")
-        if i == len(path) - 1:
-            if isinstance(node[part], dict):
-                raise ConfigError(f"override '{key}' names a whole section", fix="override one of its keys")
-            node[part] = value
-        else:
-            node = node[part]
-
-
-def _override_error(exc: ValidationError, paths: dict[str, list[str]]) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
-        keys = [k for k, p in paths.items() if loc[:len(p)] == p or p[:len(loc)] == loc]
-        where = ", ".join(f"'{k}'" for k in keys) if keys else f"'{'.'.join(loc)}'"
-        msg = err["msg"].removeprefix("Value error, ")
-        got = f" (got {err['input']!r})" if keys and loc[:len(paths[keys[0]])] == paths[keys[0]] else ""
-        lines.append(f"override {where}: {msg}{got}" if keys else f"config key {where}: {msg}")
-    return "; ".join(lines)
-
-
 # ------------------------------------------------------------------------------ helpers
 def _check_name(name: str) -> str:
     name = (name or "").strip()
@@ -584,7 +508,7 @@ def _versions() -> dict[str, str]:
 
 
 def _events_since(path: Path, t0: float) -> tuple[list[dict[str, Any]], int]:
-    from skyfall_core.pipeline.jobdir import read_events
+    from skyfall_core.jobfolder import read_events
 
     events, offset = read_events(path)
     return [e for e in events if isinstance(e.get("t"), (int, float)) and e["t"] >= t0 - 1.0], offset

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from skyfall_core.atomic import write_json
-from skyfall_core.jobs.local import (
-    EXIT_USER_ERROR,
+from skyfall_core.jobfolder import EXIT_USER_ERROR, EventLog, JobDir
+from skyfall_core.jobs.process import (
     POLL_S,
     REPO_ROOT,
     cancel_deadline,
@@ -32,7 +32,6 @@ from skyfall_core.jobs.local import (
     pipeline_argv,
     shim_argv,
 )
-from skyfall_core.pipeline.jobdir import EventLog
 
 RUNNER_FILE = "runner.json"  # where (host, pid) the job runs, written by the Ray task
 
@@ -47,11 +46,11 @@ def ray_available() -> bool:
 def run_job_process(job_dir: str, command: list[str] | None) -> dict[str, Any]:
     """Body of the Ray task, on the worker: run the pipeline in ``job_dir`` and return its exit code."""
     job = Path(job_dir)
-    if not (job / "job.json").is_file():
+    if not JobDir(job).job_json.is_file():
         raise FileNotFoundError(f"{job / 'job.json'} is not visible on Ray node {hostname()}: put the "
                                 f"workspace on storage shared by every node, mounted at the same path")
     argv = shim_argv(pipeline_argv(job, command))
-    with open(job / "log.txt", "ab") as log:
+    with open(JobDir(job).log, "ab") as log:
         log.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] ray task on {hostname()} "
                   f"(worker pid {os.getpid()})\n".encode())
         log.flush()
@@ -64,7 +63,7 @@ def run_job_process(job_dir: str, command: list[str] | None) -> dict[str, Any]:
 
 def _fail(host: Any, text: str) -> tuple[int, None]:
     """Record a set-up failure as the pipeline would (error event) and report a user error."""
-    EventLog(host.job_dir / "events.jsonl").emit("error", text=text)
+    EventLog(JobDir(host.job_dir).events).emit("error", text=text)
     host.say(text)
     return EXIT_USER_ERROR, None
 

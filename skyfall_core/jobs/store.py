@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from skyfall_core.atomic import write_json
-from skyfall_core.errors import SkyfallError
-from skyfall_core.pipeline.jobdir import JobDir, check_job_id, read_events
+from skyfall_core.jobfolder import BrokenJobError, JobDir, JobError, check_job_id, read_events
 
 STATUSES = ("queued", "running", "cancelling", "cancelled", "failed", "interrupted", "done")
 ACTIVE = ("running", "cancelling")  # a process (or a Ray task) exists for the job
@@ -89,20 +88,12 @@ _MIRRORED = ("status", "error", "started", "finished", "attempt", "runner", "hos
              "child_pid", "child_start", "exit_code", "queued", "ray_ref")
 
 
-class JobError(SkyfallError):
-    """A job operation that cannot be done (unknown id, wrong state, broken folder)."""
-
-
 class JobNotFoundError(JobError):
     pass
 
 
 class JobStateError(JobError):
     """The job's status does not allow the operation (e.g. resuming a job that is done)."""
-
-
-class BrokenJobError(JobError):
-    """A job folder's ``job.json`` is missing or unreadable."""
 
 
 def utc_now() -> str:

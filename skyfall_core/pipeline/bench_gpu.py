@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from skyfall_core.jobfolder import JobDir, iter_all_events
 from skyfall_core.splat.device import DeviceError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -238,8 +239,7 @@ def _stage1_job(out: Path, scenes_dir: Path, aoi_path: Path, preset: str, overri
 
 def _job_timings(job: Path) -> dict[str, float]:
     out: dict[str, float] = {}
-    for line in (job / "events.jsonl").read_text().splitlines():
-        e = json.loads(line)
+    for e in iter_all_events(JobDir(job).events):
         if e.get("kind") == "timing":
             key = e.get("stage", "?") + (f"_{e['round']}" if "round" in e else "")
             out[key] = e.get("seconds") or sum(e.get(k, 0.0) for k in ("render_s", "refine_s", "train_s"))
@@ -272,7 +272,7 @@ def _agreement_part(work: Path, device: torch.device) -> dict[str, Any]:
     from skyfall_core.splat.checkpoint import load_checkpoint
 
     job = work / "jax_preview"
-    model, _ = load_checkpoint(job / "checkpoints" / FINAL)
+    model, _ = load_checkpoint(JobDir(job).checkpoints / FINAL)
     scene = load_scene(job / "scene")
     rows = backend_agreement(model_params(model), scene.views[:3], test=(device, "gsplat"),
                              reference=(torch.device("cpu"), "cpu"))

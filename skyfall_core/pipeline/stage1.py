@@ -22,7 +22,7 @@ from skyfall_core import atomic
 from skyfall_core.cameras.pinhole import PinholeCamera
 from skyfall_core.config import Stage1Settings
 from skyfall_core.geo.frames import LocalFrame
-from skyfall_core.jobfolder import EventLog
+from skyfall_core.jobfolder import EventLog, JobDir
 from skyfall_core.pipeline.trainer import SplatTrainer, TrainSettings, View, scalars, to_uint8
 from skyfall_core.splat.model import GaussianModel
 from skyfall_core.splat.strategy import DensifyStrategy
@@ -138,7 +138,7 @@ def run_stage1(scene_dir: Path, job_root: Path, s: Stage1Settings, events: Event
     trainer, or None when stopped. Losses reach the host only at the logging cadence (25 steps)."""
     device = torch.device(device)
     scene = load_scene(scene_dir, device)
-    ckpt_dir = job_root / "checkpoints"
+    ckpt_dir = JobDir(job_root).checkpoints
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     settings = train_settings(s, backend)
     strategy = densify_strategy(s)

@@ -68,7 +68,11 @@ def load_failure_cause(model_id: str, exc: BaseException) -> str:
 
 from skyfall_core.priors.depth import DepthModel, load_depth_model, try_load_depth_model  # noqa: E402
 from skyfall_core.priors.refiners import (  # noqa: E402
-    ClassicalRefiner, FlowEditRefiner, Refiner, SDEditRefiner, load_refiner,
+    ClassicalRefiner,
+    FlowEditRefiner,
+    Refiner,
+    SDEditRefiner,
+    load_refiner,
 )
 
 __all__ = [

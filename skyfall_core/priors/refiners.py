@@ -28,7 +28,11 @@ from skyfall_core.errors import WeightsNotFoundError
 from skyfall_core.priors import download_fix, hub_offline, load_errors, load_failure_cause
 from skyfall_core.priors.classical import ClassicalSettings, lab_stats, push_pull_fill, refine_classical
 from skyfall_core.priors.flowedit import (
-    FlowEditParams, FlowEditPipeline, RefinementInterrupted, dtype_kwarg, read_model_index,
+    FlowEditParams,
+    FlowEditPipeline,
+    RefinementInterrupted,
+    dtype_kwarg,
+    read_model_index,
 )
 
 ProgressCallback = Callable[[int, int], None]  # (images done, total)

@@ -28,8 +28,17 @@ from skyfall_core.geo.frames import LocalFrame
 from skyfall_core.sample import city as C
 from skyfall_core.sample.readme import render_readme
 from skyfall_core.sample.render import PinholeCamera, Scene, build_scene, surface_height, trace_pinhole
-from skyfall_core.sample.satellite import (PLAN, REFERENCE_VIEW, ViewGeometry, biased, encode, fit_rpc,
-                                           intrinsics, look_at, view_geometry)
+from skyfall_core.sample.satellite import (
+    PLAN,
+    REFERENCE_VIEW,
+    ViewGeometry,
+    biased,
+    encode,
+    fit_rpc,
+    intrinsics,
+    look_at,
+    view_geometry,
+)
 from skyfall_core.sample.shading import Lighting, greenness, shade, sun_direction
 
 GENERATOR = "skyfall_core.sample 1"

@@ -12,8 +12,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from skyfall_core.sample import city as C
-from skyfall_core.sample.render import (BODY, CAR_BODY, CAR_CABIN, GROUND_ID, ROOF, SKY_ID, TRUNK, UNIT,
-                                        Hits, Scene, trace_parallel)
+from skyfall_core.sample.render import (
+    BODY,
+    CAR_BODY,
+    CAR_CABIN,
+    GROUND_ID,
+    ROOF,
+    SKY_ID,
+    TRUNK,
+    UNIT,
+    Hits,
+    Scene,
+    trace_parallel,
+)
 from skyfall_core.sample.textures import cell_random, fbm, value_noise
 
 

@@ -22,7 +22,6 @@ from skyfall_core.splat.model import GaussianModel
 from skyfall_core.splat.render import rasterize
 from skyfall_core.splat.strategy import DensifyStrategy
 
-
 __all__ = [
     "DensifyStrategy",
     "GaussianModel",

@@ -29,7 +29,7 @@ from torch import Tensor
 from skyfall_core.atomic import atomic_path, write_bytes, write_text
 from skyfall_core.errors import SkyfallError
 from skyfall_core.splat.model import GaussianModel
-from skyfall_core.splat.sh import SH_C0, num_sh_bases
+from skyfall_core.splat.sh import SH_C0
 
 FRAME_CONVENTION = "local ENU metres, z up"
 CHUNK_SIZE = 256  # splats per chunk of the compressed PLY

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from skyfall_core.ui.jobs import JobProgress, JobSpec
+from skyfall_core.jobfolder import JobDir, JobMeta
+from skyfall_core.ui.jobs import JobProgress
 
 
-def compare_rows(infos: list[JobSpec], progs: list[JobProgress]) -> list[dict[str, Any]]:
+def compare_rows(infos: list[JobMeta], progs: list[JobProgress]) -> list[dict[str, Any]]:
     """One row per job: schedule, refiner, status, time spent, last losses."""
     rows = []
     for info, p in zip(infos, progs, strict=True):
@@ -29,6 +30,6 @@ def compare_rows(infos: list[JobSpec], progs: list[JobProgress]) -> list[dict[st
 
 def matching_compare_images(folders: list[Path]) -> dict[str, list[Path | None]]:
     """{image name: [path in each job's final/compare/ or None]} for names present in at least two jobs."""
-    per_job = [{p.name: p for p in (f / "final" / "compare").glob("*.png")} for f in folders]
+    per_job = [{p.name: p for p in JobDir(f).compare.glob("*.png")} for f in folders]
     names = sorted({n for d in per_job for n in d})
     return {n: [d.get(n) for d in per_job] for n in names if sum(n in d for d in per_job) >= 2}

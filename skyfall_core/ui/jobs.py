@@ -13,13 +13,21 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from skyfall_core.errors import SkyfallError
-from skyfall_core.pipeline.jobdir import JobDir, check_job_id, read_events
+from skyfall_core.jobfolder import (  # noqa: F401  (JobError, BrokenJobError, FINAL_FILES: for the pages)
+    FINAL_FILES,
+    BrokenJobError,
+    JobDir,
+    JobError,
+    JobMeta,
+    check_job_id,
+    load_job,
+    read_events,
+)
 from skyfall_core.ui.paths import job_folder
 
 ACTIVE = ("queued", "running", "cancelling")  # the job store's statuses that will still change
@@ -28,59 +36,10 @@ RESUMABLE = ("interrupted", "cancelled", "failed")
 STAGE_WEIGHT = {"scene": 0.05, "stage1": 0.35, "round": 0.55, "final": 0.05}
 
 
-class JobError(SkyfallError):
-    """A job action is not possible (unknown job, running job deleted, bad overrides)."""
-
-
 # ----------------------------------------------------------------------------- reading a folder
-@dataclass(frozen=True)
-class JobSpec:
-    """job.json of one job, with its folder."""
-
-    id: str
-    dir: Path
-    name: str = ""
-    created: str = ""  # ISO 8601 UTC
-    preset: str = ""
-    parent: str | None = None
-    scenes: tuple[str, ...] = ()
-    overrides: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    aoi: dict[str, Any] | None = None  # GeoJSON Feature
-    refiner: dict[str, Any] | None = None  # {"name", "is_diffusion", "description", "model"}
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def stage2(self) -> dict[str, Any]:
-        """The resolved stage-2 settings of the job's preset (empty if job.json lacks them)."""
-        presets = self.config.get("presets") or {}
-        return (presets.get(self.preset) or {}).get("stage2") or {}
-
-    @property
-    def elevations(self) -> list[float]:
-        return [float(e) for e in self.stage2.get("elevations_deg") or []]
-
-
-def read_job(folder: Path) -> JobSpec:
-    """The :class:`JobSpec` of a job folder. Raises :class:`JobError` naming job.json if unreadable."""
-    jd = JobDir(folder)
-    try:
-        data = json.loads(jd.job_json.read_text())
-    except FileNotFoundError:
-        raise JobError("the job has no job.json", path=jd.job_json,
-                       fix="the folder is not a job (or is still being created); "
-                           "delete it from the Jobs page") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise JobError(f"job.json cannot be read ({exc})", path=jd.job_json,
-                       fix="restore job.json from a backup or delete the job") from None
-    if not isinstance(data, dict):
-        raise JobError("job.json is not an object", path=jd.job_json, fix="delete the job")
-    return JobSpec(id=folder.name, dir=folder, name=str(data.get("name") or folder.name),
-                   created=str(data.get("created") or ""), preset=str(data.get("preset") or ""),
-                   parent=data.get("parent"), scenes=tuple(data.get("scenes") or ()),
-                   overrides=dict(data.get("overrides") or {}), config=dict(data.get("config") or {}),
-                   aoi=data.get("aoi"), refiner=data.get("refiner"),
-                   warnings=tuple(str(w) for w in data.get("warnings") or ()))
+def read_job(folder: Path) -> JobMeta:
+    """The :class:`JobMeta` of a job folder. Raises :class:`BrokenJobError` naming job.json if unreadable."""
+    return load_job(folder)
 
 
 @dataclass(frozen=True)
@@ -228,15 +187,9 @@ def summarise_events(events: list[dict[str, Any]], rounds_total: int, elevations
                        error=error, timings=tuple(timings), updated=updated)
 
 
-def rounds_total_of(info: JobSpec) -> int:
+def rounds_total_of(info: JobMeta) -> int:
     """Number of stage-2 rounds: state.json's count when the pipeline wrote one, else the schedule."""
-    try:
-        state = json.loads((info.dir / "state.json").read_text())
-        if isinstance(state, dict) and isinstance(state.get("rounds_total"), int):
-            return state["rounds_total"]
-    except (OSError, json.JSONDecodeError):
-        pass
-    return len(info.elevations)
+    return info.rounds_total
 
 
 # ----------------------------------------------------------------------------- rounds and outputs
@@ -267,29 +220,14 @@ def list_rounds(folder: Path) -> list[RoundInfo]:
     return out
 
 
-FINAL_FILES = {  # key -> (file name in final/, label, mime type)
-    "splat": ("scene.splat", "Web splat (.splat)", "application/octet-stream"),
-    "compressed": ("scene.compressed.ply", "Web splat (compressed .ply)", "application/octet-stream"),
-    "ply": ("scene.ply", "3DGS PLY", "application/octet-stream"),
-    "dsm": ("dsm.tif", "DSM GeoTIFF", "image/tiff"),
-    "georef": ("georef.json", "georef.json", "application/json"),
-    "preview": ("preview.png", "Preview", "image/png"),
-}
-
-
 def final_outputs(folder: Path) -> dict[str, Path]:
     """The files of final/ that exist, by key of :data:`FINAL_FILES`."""
-    final = JobDir(folder).final
-    return {k: final / name for k, (name, _, _) in FINAL_FILES.items() if (final / name).is_file()}
+    return JobDir(folder).final_outputs()
 
 
 def web_splat(folder: Path) -> tuple[Path, str] | None:
-    """(file, viewer format) of the splat to show in the browser: .splat, else compressed PLY, else PLY."""
-    outs = final_outputs(folder)
-    for key, fmt in (("splat", "splat"), ("compressed", "ply"), ("ply", "ply")):
-        if key in outs:
-            return outs[key], fmt
-    return None
+    """(file, viewer format) of the splat to show in the browser: .spz, else compressed PLY, else PLY."""
+    return JobDir(folder).web_splat()
 
 
 # ----------------------------------------------------------------------------- the runner
@@ -329,7 +267,7 @@ class Jobs:
         job_folder(self.workspace, job_id)
         return self.manager.get(job_id)
 
-    def info(self, job_id: str) -> JobSpec:
+    def info(self, job_id: str) -> JobMeta:
         return read_job(self.folder(job_id))
 
     def progress(self, job_id: str) -> JobProgress:
@@ -375,9 +313,9 @@ class Jobs:
 
 def check_overrides(cfg: Any, preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """The job config the overrides give (validated exactly as a submit would); raises ConfigError."""
-    from skyfall_core.jobs.manager import resolve_job_config
+    from skyfall_core.config import apply_overrides
 
-    return resolve_job_config(cfg.resolved(preset), preset, overrides)
+    return apply_overrides(cfg.resolved(preset), preset, overrides)
 
 
 def age_text(iso: str) -> str:

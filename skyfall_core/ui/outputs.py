@@ -10,18 +10,26 @@ from typing import Any
 
 import numpy as np
 
-from skyfall_core.pipeline.jobdir import JobDir
+from skyfall_core.jobfolder import JobDir
 
 
 def camera_list(cameras_json: Any) -> list[dict[str, Any]]:
-    """The per-view camera dicts of a rounds/<k>/cameras.json (a list, or {"cameras"|"views": [...]})."""
+    """The per-view camera dicts of a rounds/<k>/cameras.json (a list, or {"cameras"|"views": [...]}).
+
+    The pipeline writes each view as its round metadata with the pinhole under ``"camera"``
+    (K, w2c, width, height); that camera is merged into the view's dict."""
+    views: list[Any] = []
     if isinstance(cameras_json, list):
-        return [c for c in cameras_json if isinstance(c, dict)]
-    if isinstance(cameras_json, dict):
-        for key in ("cameras", "views", "frames"):
-            if isinstance(cameras_json.get(key), list):
-                return [c for c in cameras_json[key] if isinstance(c, dict)]
-    return []
+        views = cameras_json
+    elif isinstance(cameras_json, dict):
+        views = next((cameras_json[k] for k in ("cameras", "views", "frames")
+                      if isinstance(cameras_json.get(k), list)), [])
+    out = []
+    for v in views:
+        if isinstance(v, dict):
+            cam = v.get("camera")
+            out.append({**{k: x for k, x in v.items() if k != "camera"}, **cam} if isinstance(cam, dict) else v)
+    return out
 
 
 def camera_summary(cam: dict[str, Any]) -> dict[str, Any]:

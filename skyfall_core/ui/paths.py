@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from skyfall_core.errors import SkyfallError
-from skyfall_core.pipeline.jobdir import check_job_id
+from skyfall_core.jobfolder import check_job_id
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+ -]{0,199}$")
 

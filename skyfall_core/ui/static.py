@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from skyfall_core.pipeline.jobdir import check_job_id
+from skyfall_core.jobfolder import check_job_id
 from skyfall_core.ui.paths import UnsafePathError, inside, safe_filename
 
 STATIC_ROOT = Path(__file__).resolve().parents[2] / "static"

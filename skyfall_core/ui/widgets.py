@@ -7,6 +7,7 @@ import time
 import streamlit as st
 
 from skyfall_core.errors import SkyfallError
+from skyfall_core.jobfolder import JobDir
 from skyfall_core.ui.jobs import ACTIVE, RESUMABLE, JobProgress, age_text
 from skyfall_core.ui.state import get_jobs
 
@@ -42,9 +43,9 @@ def job_picker(label: str = "Job", key: str = "job_picker", only_with: str | Non
     jobs = get_jobs()
     ids = jobs.ids()
     if only_with == "rounds":
-        ids = [i for i in ids if (jobs.folder(i) / "rounds").is_dir()]
+        ids = [i for i in ids if JobDir(jobs.folder(i)).round_dirs()]
     elif only_with == "final":
-        ids = [i for i in ids if (jobs.folder(i) / "final").is_dir()]
+        ids = [i for i in ids if JobDir(jobs.folder(i)).final.is_dir()]
     if not ids:
         return None
     current = st.session_state.get("job_id")
