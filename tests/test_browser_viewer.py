@@ -214,3 +214,90 @@ def test_spz_and_ply_of_the_same_job_look_the_same_from_above(browser, tiny_job,
     assert _covered(a) > 0.05
     flipped = np.abs(a - b[::-1]).mean()  # a mirrored (north-south) scene would match this better
     assert np.abs(a - b).mean() < 0.5 * flipped, (np.abs(a - b).mean(), flipped)
+
+
+@pytest.fixture()
+def running_app(tiny_job, tmp_path):  # noqa: F811
+    """The app (``python -m skyfall_core serve``) on a workspace holding a copy of the real job."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    ws = tmp_path / "ws"
+    shutil.copytree(tiny_job, ws / "jobs" / "tiny", ignore=shutil.ignore_patterns("checkpoints"))
+    text = (REPO / "config.toml").read_text().replace('root = "workspace"', f'root = "{ws}"', 1)
+    assert str(ws) in text, "config.toml layout changed"
+    (tmp_path / "config.toml").write_text(text)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SKYFALL_CONFIG": str(tmp_path / "config.toml"), "HF_HUB_OFFLINE": "1"}
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "skyfall_core", "serve", "--port", str(port)], cwd=REPO, env=env,
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the app did not start within 120 s"
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+        log.close()
+        from skyfall_core.ui.static import unpublish_job
+
+        unpublish_job("tiny")
+
+
+def test_map_and_viewer_pages_in_the_running_app(browser, running_app, tmp_path):
+    """The Map page's deck draws the DSM overlays at the AOI (the centre of the opening view) and
+    the Viewer page's Spark iframe draws the splat, with nothing fetched beyond the app."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1100})
+    ctx.route("**/*", lambda route: route.continue_() if route.request.url.startswith(running_app)
+              or route.request.url.startswith(("data:", "blob:", "about:")) else route.abort())
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{running_app}/map")
+        deck = page.locator('[data-testid="stDeckGlJsonChart"]')
+        deck.wait_for(timeout=90_000)
+        page.get_by_text("Prediction − truth").wait_for(timeout=60_000)
+        time.sleep(4)  # deck.gl decodes the bitmaps
+        img = _rgb(deck.screenshot(path=str(tmp_path / "map.png")))
+        h, w = img.shape[:2]
+        centre = img[h // 2 - h // 8:h // 2 + h // 8, w // 2 - w // 8:w // 2 + w // 8]
+        border = np.concatenate([img[:10].reshape(-1, 3), img[-10:].reshape(-1, 3)])
+        bg = np.median(border, 0)
+        # the DSM (hillshade under the error map) covers the middle of the opening view: the AOI
+        assert (np.abs(centre - bg).sum(-1) > 40).mean() > 0.5
+        assert "Splat centres" in page.locator('[data-testid="stMultiSelect"]').inner_text()
+
+        page.goto(f"{running_app}/viewer")
+        page.locator("iframe").first.wait_for(timeout=90_000)
+        frame = next(f for f in page.frames if f.url == "about:srcdoc")
+        frame.wait_for_function(READY, timeout=90_000)
+        state = frame.evaluate("window.skyfallViewerState")
+        assert state["status"] == "ready" and state["splats"] > 1000, state
+        time.sleep(2)
+        shot = _rgb(frame.locator("canvas").first.screenshot(path=str(tmp_path / "viewer.png")))
+        assert _covered(shot) > 0.05
+        assert not errors, errors
+    finally:
+        ctx.close()
