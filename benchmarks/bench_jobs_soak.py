@@ -26,11 +26,14 @@ from typing import Any, Sequence
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from skyfall_core.config import WorkspaceConfig, load_config  # noqa: E402
+from skyfall_core.config import (  # noqa: E402
+    JobsSettings,  # noqa: E402
+    WorkspaceConfig,
+    load_config,
+)
 from skyfall_core.jobs.integrity import check_job_files  # noqa: E402
 from skyfall_core.jobs.local import process_alive  # noqa: E402
 from skyfall_core.jobs.manager import JobManager  # noqa: E402
-from skyfall_core.config import JobsSettings  # noqa: E402
 from skyfall_core.jobs.store import JobStore, rebuild_from_folders  # noqa: E402
 
 TINY = {"stage1.iterations": 20, "stage2.iterations_per_round": 5, "stage2.elevations_deg": [85, 65, 45],
@@ -158,7 +161,8 @@ def summarise(m: JobManager, ids: list[str], victims: dict[str, Victim], resumed
     for i in killed:
         if i not in resumed or recs[i].attempt < 2:
             failures.append(f"{i}: killed but not resumed (attempt {recs[i].attempt})")
-    alive = [i for i, r in recs.items() if process_alive(r.pid, r.pid_start) or process_alive(r.child_pid, r.child_start)]
+    alive = [i for i, r in recs.items()
+             if process_alive(r.pid, r.pid_start) or process_alive(r.child_pid, r.child_start)]
     failures += [f"{i}: a process is still alive" for i in alive]
     broken = [i for i in infos.values() if i.status == "broken" or i.problem]
     failures += [f"{b.id}: {b.error or b.problem}" for b in broken]

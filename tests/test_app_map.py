@@ -60,6 +60,9 @@ def map_env(tiny_job, tmp_path, monkeypatch):
     st.cache_resource.clear()
     yield tiny_job
     from skyfall_core.ui import state
+    from skyfall_core.ui.static import unpublish_job
+
+    unpublish_job("tiny")  # the Viewer page published the splat under static/_jobs/
 
     if state.get_jobs.__wrapped__ is not None:
         state.get_jobs().manager.stop_scheduler()

@@ -58,7 +58,8 @@ def test_preview_job_runs_end_to_end_and_resumes_after_cancel(tmp_path, sample_d
     assert run_job(job.root) == EXIT_DONE  # resume: rounds 1 and 2, then the exports
     _check_rounds(job, 3)
     for f in ("scene.ply", "scene.compressed.ply", "georef.json", "dsm.tif", "preview.png", "flydown.gif",
-              "flydown.mp4", "scene.spz", "dsm.cog.tif", "splat_points.laz", "3dtiles/tileset.json", "3dtiles/splats.glb",
+              "flydown.mp4", "scene.spz", "dsm.cog.tif", "splat_points.laz", "3dtiles/tileset.json",
+              "3dtiles/splats.glb",
               "compare/cameras.json", "compare/top.png", "compare/e45_a090.png"):
         assert (job.final / f).stat().st_size > 0
     meta = json.loads(job.job_json.read_text())

@@ -21,7 +21,7 @@ import pytest
 from skyfall_core.geo.frames import LocalFrame
 from skyfall_core.geo.rpc import read_rpc
 from skyfall_core.sample.generate import DEFAULT_SEED, NODATA, generate_sample
-from skyfall_core.sample.render import PinholeCamera, intersect_convex, intersect_ellipsoid, _box
+from skyfall_core.sample.render import PinholeCamera, _box, intersect_convex, intersect_ellipsoid
 from skyfall_core.sample.solar import sun_position, utc_for_local_solar_time
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def small(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def committed() -> Path:
     if not (COMMITTED / "manifest.json").exists():
-        pytest.fail(f"{COMMITTED} is missing: run `PYTHONPATH=. python -m skyfall_core.sample.generate --out sample_aoi`")
+        pytest.fail(f"{COMMITTED} is missing: run `python -m skyfall_core sample --out sample_aoi`")
     return COMMITTED
 
 
@@ -257,7 +257,8 @@ def test_rpc_reproduces_the_true_camera(small):
         t_row, t_col, _ = _true_camera(v).project(pts)
         err = np.hypot(row - b["row_px"] - t_row, col - b["col_px"] - t_col)
         assert err.max() <= 0.05, f"{path.name}: RPC vs true camera {err.max():.3g} px"
-        assert 0.0 < t_row.min() and t_row.max() < v["height"] - 1 and 0.0 < t_col.min() and t_col.max() < v["width"] - 1
+        assert 0.0 < t_row.min() and t_row.max() < v["height"] - 1
+        assert 0.0 < t_col.min() and t_col.max() < v["width"] - 1
         with _open(path) as ds:
             g_row, g_col = RPCTransformer(ds.rpcs).rowcol(lon, lat, zs=h, op=lambda x: x)
         np.testing.assert_allclose(np.asarray(g_row, float), row + 0.5, atol=1e-6)

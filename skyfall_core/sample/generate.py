@@ -484,8 +484,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'view':34s} {'date (UTC)':20s} {'sun el/az':>13s} {'off-nadir/az':>13s} {'fit mean/max px':>16s} "
           f"{'bias row/col px':>16s}")
     for v in summary["views"]:
-        print(f"{v['file'][7:]:34s} {v['acquisition_utc']:20s} {v['sun_elevation_deg']:6.1f}/{v['sun_azimuth_deg']:6.1f} "
-              f"{v['off_nadir_deg']:6.1f}/{v['sat_azimuth_deg']:6.1f} {v['rpc_fit_mean_px']:8.1e}/{v['rpc_fit_max_px']:7.1e} "
+        print(f"{v['file'][7:]:34s} {v['acquisition_utc']:20s} "
+              f"{v['sun_elevation_deg']:6.1f}/{v['sun_azimuth_deg']:6.1f} "
+              f"{v['off_nadir_deg']:6.1f}/{v['sat_azimuth_deg']:6.1f} "
+              f"{v['rpc_fit_mean_px']:8.1e}/{v['rpc_fit_max_px']:7.1e} "
               f"{v['bias_row_px']:+7.3f}/{v['bias_col_px']:+7.3f}")
     print(f"dates: {len(summary['dates'])}  buildings: {summary['n_buildings']}  trees: {summary['n_trees']}  "
           f"cars: {summary['n_cars']}  size: {summary['size_bytes'] / 1e6:.2f} MB  timings: {summary['timings_s']}")

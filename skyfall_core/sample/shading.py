@@ -299,7 +299,8 @@ def albedo_and_normals(scene: Scene, city: C.City, p: np.ndarray, hits: Hits, gr
             col[sel] = _unit_colour(scene, pr[sel], pp[sel], nn[sel], top[sel])
         sel = (kind == CAR_BODY) | ((kind == CAR_CABIN) & top)
         if np.any(sel):
-            col[sel] = scene.rgb_top[pr[sel]] * (0.95 + 0.1 * value_noise(pp[sel, 0] / 0.3, pp[sel, 1] / 0.3, 101))[:, None]
+            noise = value_noise(pp[sel, 0] / 0.3, pp[sel, 1] / 0.3, 101)
+            col[sel] = scene.rgb_top[pr[sel]] * (0.95 + 0.1 * noise)[:, None]
         sel = (kind == CAR_CABIN) & ~top
         if np.any(sel):
             col[sel] = scene.rgb_side[pr[sel]]
