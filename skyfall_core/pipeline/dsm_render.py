@@ -69,7 +69,7 @@ def render_height_map(render_fn, bounds_xy, resolution: float, altitude_m: float
 
 
 DSM_METHODS = ("expected", "median", "fusion")
-DEFAULT_DSM_METHOD = "median"  # provisional, until the JAX_068 ablation (benchmarks/bench_dsm_methods.py)
+DEFAULT_DSM_METHOD = "fusion"  # best MAE, RMSE and completeness on JAX_068 (BENCHMARKS.md, issue 14)
 
 
 @dataclass
