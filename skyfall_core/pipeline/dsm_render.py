@@ -112,7 +112,8 @@ class _Compositor:
                                       splats.means.new_zeros(len(splats.means), 3), self.viewmat[None],
                                       self.K[None], width, height, backend="gsplat")
             self.depths = info["depths"][0]
-            self.visible = (info["radii"][0] > 0).all(-1)
+            radii = info["radii"][0]  # [N, 2] (gsplat >= 1.5) or [N]
+            self.visible = (radii > 0).all(-1) if radii.dim() == 2 else radii > 0
             return
         project = project_gaussians_cpu if self.backend == "cpu" else fully_fused_projection
         self.proj = project(splats.means, splats.quats, splats.scales, splats.opacities, self.viewmat[None],
