@@ -298,7 +298,9 @@ class JobManager:
         with self._lock:
             tracker = self._trackers.get(rec.id)
             if tracker is None:
-                tracker = ProgressTracker(JobDir(self.store.folder(rec)).events, rec.rounds_total)
+                stage2 = ((rec.config.get("presets") or {}).get(rec.preset) or {}).get("stage2") or {}
+                tracker = ProgressTracker(JobDir(self.store.folder(rec)).events, rec.rounds_total,
+                                          [float(e) for e in stage2.get("elevations_deg") or []])
                 self._trackers[rec.id] = tracker
             return tracker
 

@@ -28,6 +28,7 @@ from skyfall_core.jobfolder import (  # noqa: F401  (JobError, BrokenJobError, F
     load_job,
     read_events,
 )
+from skyfall_core.jobs.progress import Progress, fold_events
 from skyfall_core.ui.paths import job_folder
 
 ACTIVE = ("queued", "running", "cancelling")  # the job store's statuses that will still change
@@ -79,112 +80,47 @@ class JobProgress:
     job_eta_s: float | None = None  # seconds left in the whole job (the job manager's estimate)
 
 
-ROUND_SUBSTAGES = ("round", "refine")  # events of one stage-2 round: its training steps and its refiner edits
-
-
-def _stage_key(ev: dict[str, Any]) -> str:
-    if ev.get("stage") in ROUND_SUBSTAGES:
-        return f"round_{int(ev.get('round') or 0)}"
-    return str(ev.get("stage"))
+STAGE_LABELS = {"scene": "Scene & cameras", "stage1": "Stage 1 · fit to satellite views", "final": "Export"}
 
 
 def summarise_events(events: list[dict[str, Any]], rounds_total: int, elevations: list[float] | None = None,
                      status: str | None = None) -> JobProgress:
-    """Fold a job's events into a :class:`JobProgress`.
+    """A :class:`JobProgress` from a job's events, through the one fold
+    (:func:`skyfall_core.jobs.progress.fold_events`). ``rounds_total`` and ``elevations`` come from
+    the job's config; ``status`` (the job store's view) overrides the pipeline's own."""
+    return job_progress(fold_events(events, rounds_total, elevations), status)
 
-    ``rounds_total`` and ``elevations`` come from the job's config; ``status`` (the job store's
-    view) overrides the pipeline's own "status" events when given.
-    """
-    elevations = list(elevations or [])
-    keys = ["scene", "stage1"] + [f"round_{k}" for k in range(rounds_total)] + ["final"]
-    state = {k: "pending" for k in keys}
-    step = {k: 0 for k in keys}
-    total = {k: 0 for k in keys}
-    elev: dict[str, float | None] = {f"round_{k}": (elevations[k] if k < len(elevations) else None)
-                                     for k in range(rounds_total)}
-    seconds: dict[str, float] = {}
-    losses: list[dict[str, Any]] = []
-    warnings: list[str] = []
-    messages: list[str] = []
-    timings: list[dict[str, Any]] = []
-    error = None
-    own_status = "queued"
-    current = None
-    x_offset: dict[str, int] = {}
-    updated = None
-    for ev in events:
-        kind = ev.get("kind")
-        updated = ev.get("t", updated)
-        if kind in ("stage", "progress", "timing"):
-            key = _stage_key(ev)
-            if key not in state:  # a round beyond the configured schedule: show it anyway
-                keys.insert(len(keys) - 1, key)
-                state[key], step[key], total[key] = "pending", 0, 0
-            if ev.get("elevation") is not None:
-                elev[key] = float(ev["elevation"])
-        if kind != "status" and own_status == "queued":
-            own_status = "running"
-        if kind == "stage":
-            if ev.get("state") == "start":
-                state[key] = "running"
-                current = key
-            elif ev.get("state") == "done":
-                state[key] = "done"
-                step[key] = max(step[key], total[key])
-                if current == key:
-                    current = None
-        elif kind == "progress":
-            if state[key] == "pending":
-                state[key] = "running"
-            current = key if state[key] == "running" else current
-            step[key], total[key] = int(ev.get("step") or 0), int(ev.get("total") or 0)
-            if ev.get("seconds") is not None:
-                seconds[key] = float(ev["seconds"])
-            if key not in x_offset:
-                x_offset[key] = sum(total[k] for k in x_offset)
-            values = {k: float(v) for k, v in (ev.get("losses") or {}).items() if isinstance(v, (int, float))}
-            if values:  # the refiner's progress (edits done) carries no losses
-                losses.append({"stage": ev.get("stage"), "round": ev.get("round"), "step": step[key],
-                               "x": x_offset[key] + step[key], **values})
-        elif kind == "timing":
-            timings.append(ev)
-        elif kind == "warning":
-            warnings.append(str(ev.get("text", "")))
-        elif kind == "message":
-            messages.append(str(ev.get("text", "")))
-        elif kind == "error":
-            error = str(ev.get("text", ""))
-        elif kind == "status":
-            own_status = str(ev.get("status") or own_status)
-            if own_status == "failed" and ev.get("text"):
-                error = error or str(ev["text"])
-    final_status = status or own_status
+
+def job_progress(p: Progress, status: str | None = None) -> JobProgress:
+    """What the progress panel shows, from the fold's :class:`Progress`."""
+    own = p.pipeline_status or ("running" if p.events else "queued")
+    final_status = status or own
     stages = []
-    for k in keys:
-        label = {"scene": "Scene & cameras", "stage1": "Stage 1 · fit to satellite views",
-                 "final": "Export"}.get(k)
-        if label is None and k.startswith("round_"):
-            e = elev.get(k)
-            label = f"Round {int(k.split('_')[1]) + 1}" + (f" · {e:g}° elevation" if e is not None else "")
-        elif label is None:  # a stage this app does not know yet: show it by name
-            label = k
-        stages.append(StageProgress(k, label, state[k], step[k], total[k], elev.get(k)))
-    frac = 0.0
-    n_rounds = max(1, sum(1 for k in keys if k.startswith("round_")))
-    for s in stages:
-        w = STAGE_WEIGHT["round"] / n_rounds if s.key.startswith("round_") else STAGE_WEIGHT.get(s.key, 0.0)
-        frac += w * s.fraction
+    for row in p.stage_rows:
+        label = STAGE_LABELS.get(row.key)
+        if label is None and row.key.startswith("round_"):
+            label = f"Round {int(row.key.split('_')[1]) + 1}" + (
+                f" · {row.elevation:g}° elevation" if row.elevation is not None else "")
+        stages.append(StageProgress(row.key, label or row.key, row.state, row.step, row.total, row.elevation))
+    n_rounds = max(1, sum(1 for s in stages if s.key.startswith("round_")))
+    frac = sum((STAGE_WEIGHT["round"] / n_rounds if s.key.startswith("round_") else STAGE_WEIGHT.get(s.key, 0.0))
+               * s.fraction for s in stages)
     if final_status == "done":
         frac = 1.0
+    cur = next((r for r in p.stage_rows if r.key == p.current), None)
     eta = None
-    if current is not None and step[current] > 0 and current in seconds and total[current] > step[current]:
-        eta = seconds[current] / step[current] * (total[current] - step[current])
-    cur_round = int(current.split("_")[1]) if current and current.startswith("round_") else None
-    return JobProgress(status=final_status, stages=tuple(stages), fraction=min(1.0, frac), current=current,
-                       round=cur_round, rounds_total=rounds_total,
-                       elevation=elev.get(current) if current else None, eta_s=eta,
-                       losses=tuple(losses), warnings=tuple(warnings), messages=tuple(messages),
-                       error=error, timings=tuple(timings), updated=updated)
+    if cur is not None and cur.step > 0 and cur.seconds is not None and cur.total > cur.step:
+        eta = cur.seconds / cur.step * (cur.total - cur.step)
+    error = p.last_error
+    if error is None and own == "failed":
+        error = p.failed_text
+    cur_round = int(p.current.split("_")[1]) if p.current and p.current.startswith("round_") else None
+    return JobProgress(status=final_status, stages=tuple(stages), fraction=min(1.0, frac), current=p.current,
+                       round=cur_round, rounds_total=len([s for s in stages if s.key.startswith("round_")]),
+                       elevation=cur.elevation if cur is not None else None, eta_s=eta,
+                       losses=tuple(p.loss_history), warnings=tuple(p.warnings), messages=tuple(p.messages),
+                       error=error, timings=tuple(p.timings), updated=p.last_event_t,
+                       job_eta_s=p.job_eta_s if final_status in ACTIVE else None)
 
 
 def rounds_total_of(info: JobMeta) -> int:
@@ -271,16 +207,11 @@ class Jobs:
         return read_job(self.folder(job_id))
 
     def progress(self, job_id: str) -> JobProgress:
-        info = self.info(job_id)
+        """The job's progress: the manager's incremental fold of events.jsonl, with the store's status."""
         rec = self.record(job_id)
-        events, _ = read_events(JobDir(info.dir).events)
-        prog = summarise_events(events, rounds_total_of(info), info.elevations, status=rec.status)
+        prog = job_progress(self.manager.progress(job_id), status=rec.status)
         if rec.error and not prog.error and rec.status in ("failed", "interrupted", "broken"):
             prog = replace(prog, error=rec.error)
-        if prog.status in ACTIVE:
-            eta = self.manager.progress(job_id).job_eta_s
-            if eta is not None:
-                prog = replace(prog, job_eta_s=float(eta))
         return prog
 
     def log(self, job_id: str, offset: int = 0) -> tuple[str, int]:
