@@ -1,5 +1,5 @@
 """The Map page (pydeck) and the Viewer/Share pages on a REAL job folder: the tiny pipeline run on
-the bundled sample (the ``TINY`` overrides of test_pipeline.py), once per session (~2-3 minutes).
+the bundled sample (conftest's session fixture ``tiny_job``, ~2 minutes once per session).
 
 The deck is checked where it matters to an analyst: the hillshade is pinned around the AOI, the
 splat centres land inside the AOI, the error map against the sample's truth DSM is there with its
@@ -9,8 +9,6 @@ statistics, and offline the deck has no basemap but keeps every overlay.
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,29 +20,6 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_aoi"
 pytestmark = pytest.mark.skipif(not (SAMPLE / "scenes").is_dir(), reason="bundled sample_aoi/ missing")
-
-
-def run_tiny_job(workspace: Path) -> Path:
-    """``<workspace>/jobs/tiny``, a finished tiny pipeline job on the sample (reused when present)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_pipeline import _job
-
-    from skyfall_core.pipeline.run import EXIT_DONE, run_job
-
-    folder = workspace / "jobs" / "tiny"
-    if (folder / "final" / "scene.spz").is_file() and (folder / "final" / "splat_points.laz").is_file():
-        return folder
-    job = _job(workspace / "jobs", SAMPLE)
-    assert run_job(job.root) == EXIT_DONE, (job.root / "log.txt").read_text()[-3000:]
-    return job.root
-
-
-@pytest.fixture(scope="session")
-def tiny_job(tmp_path_factory) -> Path:
-    """A real finished job folder (shared by this module and test_browser_viewer.py in one session).
-    ``SKYFALL_TINY_JOB_WS=<folder>`` keeps it across sessions (made there once, then reused)."""
-    keep = os.environ.get("SKYFALL_TINY_JOB_WS")
-    return run_tiny_job(Path(keep) if keep else tmp_path_factory.getbasetemp() / "tiny_job_ws")
 
 
 @pytest.fixture()

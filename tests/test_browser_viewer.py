@@ -1,5 +1,5 @@
 """The Spark viewer in Debian's chromium on a REAL job's ``final/scene.spz`` (the tiny pipeline run
-of test_app_map.py): the Viewer page's HTML served as the app serves it (``/app/static/...``), and
+of conftest's ``tiny_job``): the Viewer page's HTML served as the app serves it (``/app/static/...``), and
 a Share HTML opened from disk with the network off.
 
 Checked: the splat loads (every splat of the .spz), the canvas is not blank, it changes when the
@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_app_map import tiny_job  # noqa: F401  (the session-scoped real job)
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(),
@@ -54,7 +53,7 @@ def browser():
 
 
 @pytest.fixture()
-def served_viewer(tiny_job, tmp_path):  # noqa: F811
+def served_viewer(tiny_job, tmp_path):
     """The Viewer page's iframe HTML for the job, served at /app/static/ like Streamlit does."""
     from skyfall_core.ui.components import job_camera
     from skyfall_core.ui.share import ShareCamera, job_georef, job_splat, round_cameras, viewer_page_html
@@ -114,7 +113,7 @@ def _canvas(page) -> np.ndarray:
     return _rgb(page.locator("canvas").first.screenshot())
 
 
-def test_viewer_page_draws_the_spz_orbits_and_reads_the_cursor(browser, served_viewer, tiny_job):  # noqa: F811
+def test_viewer_page_draws_the_spz_orbits_and_reads_the_cursor(browser, served_viewer, tiny_job):
     from skyfall_core.export.spz import read_spz
     from skyfall_core.geo.frames import LocalFrame
     from skyfall_core.ui.share import job_georef
@@ -177,7 +176,7 @@ def test_viewer_page_draws_the_spz_orbits_and_reads_the_cursor(browser, served_v
         ctx.close()
 
 
-def test_share_html_of_the_spz_opens_from_disk_offline(browser, tiny_job, tmp_path):  # noqa: F811
+def test_share_html_of_the_spz_opens_from_disk_offline(browser, tiny_job, tmp_path):
     from skyfall_core.ui.share import ShareCamera, export_share, job_georef, job_splat, round_cameras
 
     splat, _ = job_splat(tiny_job)
@@ -196,7 +195,7 @@ def test_share_html_of_the_spz_opens_from_disk_offline(browser, tiny_job, tmp_pa
         ctx.close()
 
 
-def test_spz_and_ply_of_the_same_job_look_the_same_from_above(browser, tiny_job, tmp_path):  # noqa: F811
+def test_spz_and_ply_of_the_same_job_look_the_same_from_above(browser, tiny_job, tmp_path):
     """The .spz goes through RUB and back: from the top its image matches the ENU PLY's."""
     from skyfall_core.ui.share import ShareCamera, export_share
 
@@ -217,7 +216,7 @@ def test_spz_and_ply_of_the_same_job_look_the_same_from_above(browser, tiny_job,
 
 
 @pytest.fixture()
-def running_app(tiny_job, tmp_path):  # noqa: F811
+def running_app(tiny_job, tmp_path):
     """The app (``python -m skyfall_core serve``) on a workspace holding a copy of the real job."""
     import os
     import signal
