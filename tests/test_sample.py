@@ -20,9 +20,9 @@ import pytest
 
 from skyfall_core.geo.frames import LocalFrame
 from skyfall_core.geo.rpc import read_rpc
+from skyfall_core.geo.sun import sun_position, utc_for_local_solar_time
 from skyfall_core.sample.generate import DEFAULT_SEED, NODATA, generate_sample
 from skyfall_core.sample.render import PinholeCamera, _box, intersect_convex, intersect_ellipsoid
-from skyfall_core.sample.solar import sun_position, utc_for_local_solar_time
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "sample_aoi"
@@ -312,7 +312,7 @@ def test_committed_views_look_like_a_multi_date_acquisition(committed):
 
 
 def test_solar_position_against_almanac_events():
-    from skyfall_core.sample.solar import declination_rad
+    from skyfall_core.geo.sun import declination_rad
 
     utc = timezone.utc
     # March equinox 2023-03-20 21:24 UTC; June solstice 2023-06-21 14:58 UTC (obliquity 23.436)

@@ -11,7 +11,7 @@ NOAA solar calculator spreadsheet; J. Meeus, "Astronomical Algorithms" (1991), c
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 
@@ -26,17 +26,8 @@ def julian_day(when: datetime) -> float:
     return _J2000 + days
 
 
-def solar_position(when: datetime, lon, lat, *, refraction: bool = False
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Sun (elevation, azimuth) in degrees seen from (lon, lat) at UTC time ``when``.
-
-    ``lon``/``lat`` are WGS84 degrees (east and north positive), scalars or arrays (broadcast).
-    The azimuth is clockwise from true north in [0, 360). With ``refraction`` the elevation is
-    the apparent one (NOAA's approximate atmospheric refraction added); without, geometric.
-    """
-    lon, lat = np.broadcast_arrays(np.asarray(lon, float), np.asarray(lat, float))
-    T = (julian_day(when) - _J2000) / 36525.0  # Julian centuries since J2000
-
+def _sun_terms(T: float) -> tuple[float, float]:
+    """(declination in radians, equation of time in minutes) at T Julian centuries since J2000."""
     # Sun's ecliptic longitude and the obliquity (degrees)
     mean_long = (280.46646 + T * (36000.76983 + T * 0.0003032)) % 360.0
     mean_anom = 357.52911 + T * (35999.05029 - 0.0001537 * T)
@@ -55,6 +46,22 @@ def solar_position(when: datetime, lon, lat, *, refraction: bool = False
     eq_time_min = 4.0 * np.degrees(
         y * np.sin(2 * L0) - 2 * ecc * np.sin(M) + 4 * ecc * y * np.sin(M) * np.cos(2 * L0)
         - 0.5 * y * y * np.sin(4 * L0) - 1.25 * ecc * ecc * np.sin(2 * M))
+
+    return float(decl), float(eq_time_min)
+
+
+def solar_position(when: datetime, lon, lat, *, refraction: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Sun (elevation, azimuth) in degrees seen from (lon, lat) at UTC time ``when``.
+
+    ``lon``/``lat`` are WGS84 degrees (east and north positive), scalars or arrays (broadcast).
+    The azimuth is clockwise from true north in [0, 360). With ``refraction`` the elevation is
+    the apparent one (NOAA's approximate atmospheric refraction added); without, geometric.
+    """
+    lon, lat = np.broadcast_arrays(np.asarray(lon, float), np.asarray(lat, float))
+    T = (julian_day(when) - _J2000) / 36525.0  # Julian centuries since J2000
+
+    decl, eq_time_min = _sun_terms(T)
 
     utc = when.astimezone(timezone.utc) if when.tzinfo is not None else when
     minutes = utc.hour * 60.0 + utc.minute + (utc.second + utc.microsecond * 1e-6) / 60.0
@@ -84,3 +91,31 @@ def _refraction_deg(elevation: np.ndarray) -> np.ndarray:
                           1735.0 + e * (-518.2 + e * (103.4 + e * (-12.79 + e * 0.711))),
                           -20.772 / te)))
     return arcsec / 3600.0
+
+
+def declination_rad(when: datetime) -> float:
+    """Solar declination (radians) at a UTC date-time."""
+    return _sun_terms((julian_day(when) - _J2000) / 36525.0)[0]
+
+
+def equation_of_time_min(when: datetime) -> float:
+    """Equation of time (minutes): apparent minus mean solar time."""
+    return _sun_terms((julian_day(when) - _J2000) / 36525.0)[1]
+
+
+def sun_position(when: datetime, lon: float, lat: float) -> tuple[float, float]:
+    """Sun (elevation, azimuth) in degrees, as floats, at an aware UTC date-time (no refraction)."""
+    if when.tzinfo is None or when.utcoffset() != timedelta(0):
+        raise ValueError(f"sun_position needs a UTC date-time, got {when!r}")
+    elevation, azimuth = solar_position(when, lon, lat)
+    return float(elevation), float(azimuth)
+
+
+def utc_for_local_solar_time(day: date, solar_hours: float, lon: float) -> datetime:
+    """The UTC date-time (whole seconds) at which the apparent local solar time at ``lon`` is
+    ``solar_hours`` (e.g. 10.5 = 10:30) on ``day``."""
+    when = datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc)
+    for _ in range(3):  # the equation of time depends (weakly) on the time of day
+        utc_min = solar_hours * 60.0 - equation_of_time_min(when) - 4.0 * lon
+        when = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(minutes=utc_min)
+    return when.replace(microsecond=0) + timedelta(seconds=round(when.microsecond / 1e6))

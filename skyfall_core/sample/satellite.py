@@ -21,8 +21,8 @@ import numpy as np
 
 from skyfall_core.geo.frames import LocalFrame
 from skyfall_core.geo.rpc import RPCModel, _monomials
+from skyfall_core.geo.sun import sun_position, utc_for_local_solar_time
 from skyfall_core.sample.render import PinholeCamera
-from skyfall_core.sample.solar import sun_position, utc_for_local_solar_time
 
 EARTH_RADIUS_M = 6_371_000.0
 
