@@ -292,3 +292,17 @@ def test_a_tiny_whole_job_runs_on_cuda(tmp_path, sample_dir):
     events = [json.loads(x) for x in job.events.read_text().splitlines()]
     assert any(e["kind"] == "timing" and e.get("stage") == "gpu_kernels" for e in events)
     assert (job.final / "dsm.tif").exists()
+
+
+def test_bench_gpu_job_parts_read_a_real_job(tiny_job, sample_dir):
+    """The parts of `bench gpu` that read a finished job (timings, DSM metrics, backend agreement
+    on its real cameras) run on the CPU against the session's tiny job (cpu vs torch back-ends)."""
+    from skyfall_core.pipeline.bench_gpu import _dsm_metrics, _job_timings, job_agreement
+
+    timings = _job_timings(tiny_job)
+    assert timings["stage1"] > 0 and timings["scene"] > 0
+    dsm = _dsm_metrics(tiny_job, sample_dir / "truth" / "dsm.tif", None, stage="final")
+    assert 0 < dsm["mae_m"] < 20 and 0 < dsm["coverage"] <= 1
+    out = job_agreement(tiny_job, test=(torch.device("cpu"), "torch"), n_views=1)
+    (row,) = out["views"]
+    assert out["gaussians"] > 0 and row["rgb_max_abs"] < 1e-3 and min(row["grad_cosine"].values()) > 0.999

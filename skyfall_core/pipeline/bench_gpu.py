@@ -267,17 +267,23 @@ def _jax_part(work: Path, preset: str, device: torch.device, jax_dir: Path) -> d
             "job": str(job)}
 
 
-def _agreement_part(work: Path, device: torch.device) -> dict[str, Any]:
+def job_agreement(job: Path, test: tuple[torch.device, str],
+                  reference: tuple[torch.device, str] = (torch.device("cpu"), "cpu"), n_views: int = 3
+                  ) -> dict[str, Any]:
+    """:func:`backend_agreement` on a finished stage 1: its splats and its first real cameras."""
     from skyfall_core.pipeline.stage1 import FINAL, load_scene
     from skyfall_core.splat.checkpoint import load_checkpoint
 
-    job = work / "jax_preview"
     model, _ = load_checkpoint(JobDir(job).checkpoints / FINAL)
-    scene = load_scene(job / "scene")
-    rows = backend_agreement(model_params(model), scene.views[:3], test=(device, "gsplat"),
-                             reference=(torch.device("cpu"), "cpu"))
+    scene = load_scene(JobDir(job).scene)
+    rows = backend_agreement(model_params(model), scene.views[:n_views], test=test, reference=reference)
     return {"gaussians": model.num_gaussians, "views": rows,
-            "camera_distance_km": [round(float(np.linalg.norm(c.camera_center)) / 1000, 1) for c in scene.cameras[:3]]}
+            "camera_distance_km": [round(float(np.linalg.norm(c.camera_center)) / 1000, 1)
+                                   for c in scene.cameras[:n_views]]}
+
+
+def _agreement_part(work: Path, device: torch.device) -> dict[str, Any]:
+    return job_agreement(work / "jax_preview", test=(device, "gsplat"))
 
 
 def _sample_part(work: Path, device: torch.device) -> dict[str, Any]:
