@@ -16,12 +16,14 @@ from skyfall_core.ui.reconstruct import (
     KEY_SETTINGS,
     FormValues,
     build_overrides,
+    clone_prefill,
     get_dotted,
     parse_advanced,
+    prefill_state,
     schedule_rows,
 )
 from skyfall_core.ui.state import catalog_scenes, get_config, get_device, get_jobs, load_draft_aoi, model_status_cached
-from skyfall_core.ui.widgets import live_progress
+from skyfall_core.ui.widgets import live_progress, running_job, running_job_of_draft
 
 page_guard()  # when Streamlit started this file without app.py: rerun through app.py
 
@@ -32,59 +34,107 @@ st.title("⚙️ Reconstruct")
 draft = load_draft(cfg.workspace_root)
 aoi, aoi_error = load_draft_aoi()
 ready = True
+usable = []
 c1, c2 = st.columns(2)
 with c1:
     if aoi is None:
-        st.warning(aoi_error or "No AOI yet.")
+        (st.error if aoi_error else st.info)(aoi_error or "No AOI yet.")
         st.page_link("pages/area.py", label="Set the AOI on the Area page", icon="🗺️")
         ready = False
     else:
         st.success(f"AOI: {aoi.area_m2 / 1e4:,.2f} ha around {aoi.centre[1]:.5f}, {aoi.centre[0]:.5f}")
 with c2:
-    if len(draft.scenes) < cfg.aoi.min_views:
+    chosen_scenes = [s for s in catalog_scenes() if str(s.path) in set(draft.scenes)]
+    if not draft.scenes:
+        st.info(f"No scenes chosen yet; a reconstruction needs at least {cfg.aoi.min_views}.")
+        st.page_link("pages/scenes.py", label="Choose scenes on the Scenes page", icon="🛰️")
+        ready = False
+    elif len(draft.scenes) < cfg.aoi.min_views:
         st.warning(f"{len(draft.scenes)} scene(s) chosen; at least {cfg.aoi.min_views} are needed.")
         st.page_link("pages/scenes.py", label="Choose scenes on the Scenes page", icon="🛰️")
         ready = False
+    elif aoi is not None:
+        try:
+            usable = select_usable(aoi, chosen_scenes, cfg.aoi.min_coverage, cfg.aoi.min_views)
+        except SkyfallError as exc:
+            st.error(f"The chosen scenes do not cover this AOI: {exc.message}")
+            st.page_link("pages/scenes.py", label="Choose scenes on the Scenes page", icon="🛰️")
+            ready = False
+        else:
+            st.success(f"{len(draft.scenes)} scenes chosen; {len(usable)} cover the AOI")
     else:
-        st.success(f"{len(draft.scenes)} scenes chosen")
+        st.caption(f"{len(draft.scenes)} scenes chosen")
 
 presets = sorted(cfg.presets)
 if not presets:
     st.error(f"{cfg.source}: no presets defined. Fix: add [presets.preview] (see the shipped config.toml).")
     st.stop()
 default_preset = "preview" if "preview" in presets else presets[0]
+seeded: set[str] = set()  # widget keys set from a clone on this run (their defaults are not passed)
+clone_src = st.session_state.pop("clone_from", None)
+if clone_src:
+    try:
+        src = jobs.info(clone_src)
+    except SkyfallError as exc:
+        st.error(exc.message)
+    else:
+        if src.preset not in presets:
+            st.error(f"Job {src.name} used preset {src.preset!r}, which config.toml no longer defines; "
+                     "the form keeps its own preset.")
+        else:
+            pre = clone_prefill(src.id, src.name, src.preset, (src.resolved.get("presets") or {}).get(src.preset) or {},
+                                cfg.resolved(src.preset)["presets"][src.preset], src.overrides)
+            st.session_state.pop(f"{src.preset}:schedule", None)  # the editor's edits of the old rows
+            st.session_state[f"{src.preset}:schedule_rows"] = pre.schedule_rows
+            for k, v in prefill_state(pre).items():
+                st.session_state[k] = v
+                seeded.add(k)
+            st.session_state["clone_of"] = src.name
+if st.session_state.get("clone_of"):
+    st.info(f"A copy of job **{st.session_state['clone_of']}**: its AOI, scenes, preset and settings are filled in. "
+            "Change what you want to compare (e.g. the elevation schedule) and press Start.")
+
+
+def _kw(key: str, **defaults):
+    """The widget's default, unless a clone set its value on this run."""
+    return {} if key in seeded else defaults
+
+
 left, right = st.columns([3, 2], gap="large")
 with left:
-    preset = st.selectbox("Preset", presets, index=presets.index(default_preset), key="preset")
+    preset = st.selectbox("Preset", presets, key="preset", **_kw("preset", index=presets.index(default_preset)))
     pdict = cfg.resolved(preset)["presets"][preset]
     st.caption(pdict.get("description") or "")
-    name = st.text_input("Job name", value=f"{preset} run", key="job_name")
+    name = st.text_input("Job name", key="job_name", **_kw("job_name", value=f"{preset} run"))
     values = {}
     cols = st.columns(3)
     for i, (key, label, help_text) in enumerate(KEY_SETTINGS):
         default = get_dotted(pdict, key)
         with cols[i % 3]:
             if isinstance(default, float):
-                values[key] = float(st.number_input(label, value=default, min_value=0.0, step=0.1, help=help_text,
-                                                    key=f"{preset}:{key}"))
+                values[key] = float(st.number_input(label, min_value=0.0, step=0.1, help=help_text,
+                                                    key=f"{preset}:{key}", **_kw(f"{preset}:{key}", value=default)))
             else:
-                values[key] = int(st.number_input(label, value=int(default), min_value=1, step=1, help=help_text,
-                                                  key=f"{preset}:{key}"))
+                values[key] = int(st.number_input(label, min_value=1, step=1, help=help_text, key=f"{preset}:{key}",
+                                                  **_kw(f"{preset}:{key}", value=int(default))))
     st.markdown("**Refiner** (stage 2)")
     r1, r2, r3 = st.columns([1, 2, 1])
     refiners = ["flowedit", "sdedit", "classical"]
-    values["stage2.refiner"] = r1.selectbox("Refiner", refiners, index=refiners.index(pdict["stage2"]["refiner"]),
-                                            key=f"{preset}:refiner",
+    values["stage2.refiner"] = r1.selectbox("Refiner", refiners, key=f"{preset}:refiner",
+                                            **_kw(f"{preset}:refiner",
+                                                  index=refiners.index(pdict["stage2"]["refiner"])),
                                             help="flowedit: FLUX.1-dev/SD3 (the paper); sdedit: any img2img "
                                                  "checkpoint; classical: no model, NOT diffusion")
-    values["stage2.refiner_model"] = r2.text_input("Refiner model (hub id or local folder)",
-                                                   value=pdict["stage2"]["refiner_model"], key=f"{preset}:model",
+    values["stage2.refiner_model"] = r2.text_input("Refiner model (hub id or local folder)", key=f"{preset}:model",
+                                                   **_kw(f"{preset}:model", value=pdict["stage2"]["refiner_model"]),
                                                    disabled=values["stage2.refiner"] == "classical")
     offloads = list(get_args(Stage2Settings.model_fields["offload"].annotation))  # what the config accepts
-    values["stage2.offload"] = r3.selectbox("CPU offload", offloads, index=offloads.index(pdict["stage2"]["offload"]),
-                                            key=f"{preset}:offload")
+    values["stage2.offload"] = r3.selectbox("CPU offload", offloads, key=f"{preset}:offload",
+                                            **_kw(f"{preset}:offload",
+                                                  index=offloads.index(pdict["stage2"]["offload"])))
     st.markdown("**Elevation schedule** — one row per refinement round, from high to low")
-    rows = st.data_editor(schedule_rows(pdict["stage2"]), num_rows="dynamic", key=f"{preset}:schedule",
+    base_rows = st.session_state.get(f"{preset}:schedule_rows") or schedule_rows(pdict["stage2"])
+    rows = st.data_editor(base_rows, num_rows="dynamic", key=f"{preset}:schedule",
                           width="stretch", column_config={
                               "elevation_deg": st.column_config.NumberColumn("Elevation (°)", min_value=1.0,
                                                                              max_value=90.0, step=1.0),
@@ -147,21 +197,28 @@ with right:
         clash = sorted(set(parse_advanced(advanced)) & set(values))
         if clash:
             st.caption("The advanced JSON wins over the fields on the left for: " + ", ".join(f"`{k}`" for k in clash))
-    start = st.button("🚀 Start reconstruction", type="primary", width="stretch",
-                      disabled=not ready or overrides_error is not None)
+    busy = running_job_of_draft(jobs, draft)
+    if busy is not None:
+        st.caption(f"Job **{busy[1]}** of this AOI and scenes is still running: Start is enabled again when it "
+                   "ends (or cancel it below).")
+    start = st.button("Start reconstruction", icon=":material/rocket_launch:", type="primary", width="stretch",
+                      disabled=not ready or overrides_error is not None or busy is not None)
     if start:
         try:
-            scenes = [s for s in catalog_scenes() if str(s.path) in set(draft.scenes)]
-            usable = select_usable(aoi, scenes, cfg.aoi.min_coverage, cfg.aoi.min_views)
             job_id = jobs.submit(name, draft.aoi, [str(s.path) for s in usable], preset, overrides)
         except SkyfallError as exc:
             st.error(exc.message)
         else:
             st.session_state["job_id"] = job_id
+            st.session_state.pop("clone_of", None)
             st.toast(f"Started job {job_id}")
             st.rerun()
 
 job_id = st.session_state.get("job_id")
+if not job_id or job_id not in jobs.ids():  # a new tab or a reload: the running job, if any
+    job_id = running_job(jobs)
+    if job_id:
+        st.session_state["job_id"] = job_id
 if job_id and job_id in jobs.ids():
     st.divider()
     st.subheader("Progress")

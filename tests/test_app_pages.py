@@ -156,9 +156,10 @@ def test_rounds_viewer_compare_share_jobs_on_real_jobs(app_env, tiny_job):
     assert served.is_file() and served.read_bytes() == (final / "scene.spz").read_bytes()
 
     at = _run("compare")
-    df = at.dataframe[0].value
-    assert list(df["elevations (°)"]) == [", ".join(elevations)] * 2
-    assert list(df["rounds done"]) == [len(elevations)] * 2
+    df = at.dataframe[0].value  # one column per job, named
+    assert list(df.columns) == ["low", "high"]
+    assert list(df.loc["elevations (°)"]) == [", ".join(elevations)] * 2
+    assert list(df.loc["rounds done"]) == [str(len(elevations))] * 2
 
     at = _run("share")
     assert "scene.spz" in _texts(at)

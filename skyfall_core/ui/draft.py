@@ -54,3 +54,14 @@ def update_draft(workspace: Path, **changes: Any) -> Draft:
         if k in changes:
             changes[k] = tuple(dict.fromkeys(str(s) for s in changes[k]))
     return save_draft(workspace, replace(load_draft(workspace), **changes))
+
+
+def draft_from_job(workspace: Path, aoi: dict[str, Any] | None, scenes: tuple[str, ...] | list[str], source: str,
+                   known_folders: tuple[str, ...] | list[str] = ()) -> Draft:
+    """The draft set to a job's AOI and scenes (Clone): the scenes' folders not among
+    ``known_folders`` (the catalog's) are added, so the Scenes page and Start find them."""
+    draft = load_draft(workspace)
+    known = {str(Path(f).resolve()) for f in (*known_folders, *draft.folders)}
+    extra_folders = [str(Path(s).parent) for s in scenes if str(Path(s).parent.resolve()) not in known]
+    return update_draft(workspace, aoi=aoi, aoi_source=f"copied from job {source}", scenes=tuple(scenes),
+                        folders=(*draft.folders, *extra_folders), extra={**draft.extra, "clone_of": source})

@@ -91,3 +91,73 @@ def build_overrides(preset_dict: dict[str, Any], form: FormValues) -> dict[str, 
         out["stage2.radii_m"] = radii
     out.update(parse_advanced(form.advanced))
     return out
+
+
+# ----------------------------------------------------------------------------- clone = an editable copy
+FORM_KEYS = [k for k, _, _ in KEY_SETTINGS] + ["stage2.refiner", "stage2.refiner_model", "stage2.offload"]
+SCHEDULE_KEYS = ("stage2.elevations_deg", "stage2.radii_m")
+
+
+@dataclass(frozen=True)
+class ClonePrefill:
+    """What the Reconstruct form shows for a copy of a job: its preset, name, the form's fields (by
+    dotted key), its schedule rows, and its other overrides as the advanced JSON."""
+
+    source: str  # the job id
+    preset: str
+    name: str
+    values: dict[str, Any]
+    schedule_rows: list[dict[str, float]]
+    advanced: str
+
+
+def clone_prefill(job_id: str, name: str, preset: str, job_preset: dict[str, Any], today_preset: dict[str, Any],
+                  overrides: dict[str, Any]) -> ClonePrefill:
+    """The form of a job's copy: its resolved settings (``job_preset``: the preset section of its
+    stored config) where the form has a field, typed like today's preset (``today_preset``), and its
+    overrides the form has no field for as the advanced JSON."""
+    values = {}
+    for key in FORM_KEYS:
+        try:
+            value = get_dotted(job_preset, key)
+        except (KeyError, TypeError):
+            value = get_dotted(today_preset, key)
+        default = get_dotted(today_preset, key)
+        if isinstance(default, float):
+            value = float(value)
+        elif isinstance(default, int) and not isinstance(default, bool):
+            value = int(value)
+        values[key] = value
+    stage2 = job_preset.get("stage2") or today_preset["stage2"]
+    rows = schedule_rows(stage2)
+    rest = {k: v for k, v in overrides.items() if k not in FORM_KEYS and k not in SCHEDULE_KEYS}
+    return ClonePrefill(job_id, preset, f"{name} (copy)", values, rows, json.dumps(rest) if rest else "")
+
+
+def prefill_state(p: ClonePrefill) -> dict[str, Any]:
+    """{Reconstruct widget key: value} for a :class:`ClonePrefill` (the page's keys)."""
+    state: dict[str, Any] = {"preset": p.preset, "job_name": p.name, f"{p.preset}:advanced": p.advanced}
+    short = {"stage2.refiner": "refiner", "stage2.refiner_model": "model", "stage2.offload": "offload"}
+    for key, value in p.values.items():
+        state[f"{p.preset}:{short.get(key, key)}"] = value
+    return state
+
+
+# ----------------------------------------------------------------------------- the job of this draft
+def same_draft(job_aoi: dict[str, Any] | None, job_scenes: tuple[str, ...] | list[str],
+               draft_aoi: dict[str, Any] | None, draft_scenes: tuple[str, ...] | list[str]) -> bool:
+    """Whether a job was started from this draft: the same AOI geometry and its scenes among the draft's."""
+    if not job_aoi or not draft_aoi:
+        return False
+    geom = (job_aoi.get("geometry") if job_aoi.get("type") == "Feature" else job_aoi)
+    dgeom = (draft_aoi.get("geometry") if draft_aoi.get("type") == "Feature" else draft_aoi)
+    if geom is None or dgeom is None:
+        return False
+    try:
+        from shapely.geometry import shape
+
+        a, b = shape(geom), shape(dgeom)
+        same = a.equals_exact(b, 1e-9) or (a.symmetric_difference(b).area <= 1e-6 * max(a.area, 1e-12))
+    except (ValueError, TypeError, AttributeError):
+        same = geom == dgeom
+    return same and bool(job_scenes) and set(job_scenes) <= set(draft_scenes)

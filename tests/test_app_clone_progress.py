@@ -1,0 +1,154 @@
+"""Clone (an editable copy) and the progress panel under AppTest, on copies of the session's real
+tiny job (issue 17)."""
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+st = pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from skyfall_core.config import load_config  # noqa: E402
+from skyfall_core.jobfolder import JobDir, iter_all_events  # noqa: E402
+from skyfall_core.ui.draft import load_draft, update_draft  # noqa: E402
+
+from fixtures_app import copy_real_job  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "sample_aoi"
+pytestmark = pytest.mark.skipif(not (SAMPLE / "aoi.geojson").is_file(), reason="bundled sample_aoi/ missing")
+A = "20260101-000000-a"
+
+
+@pytest.fixture()
+def app_env(tmp_path, monkeypatch):
+    from skyfall_core.jobs.manager import JobManager
+
+    monkeypatch.setattr(JobManager, "pump", lambda self: [])  # submitted jobs stay queued: no process starts
+    text = (REPO / "config.toml").read_text()
+    text = text.replace('root = "workspace"', f'root = "{tmp_path / "ws"}"', 1)
+    text = text.replace('folders = ["sample_aoi/scenes"]', f'folders = ["{SAMPLE / "scenes"}"]', 1)
+    cfg_path = tmp_path / "config.toml"
+    cfg_path.write_text(text)
+    monkeypatch.setenv("SKYFALL_CONFIG", str(cfg_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield load_config(cfg_path)
+    from skyfall_core.ui import state
+
+    state.get_jobs().manager.stop_scheduler()
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def _run(page: str, timeout: float = 120) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=timeout)
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _stage_texts(at: AppTest) -> list[str]:
+    return [p.proto.text for p in at.get("progress")]
+
+
+def _cut_in_stage1(folder: Path, status_event: str | None) -> None:
+    """The job's events up to its first stage-1 progress event (step 25 of 30), then ``status_event``."""
+    job = JobDir(folder)
+    kept = []
+    for ev in iter_all_events(job.events):
+        kept.append(ev)
+        if ev.get("kind") == "progress" and ev.get("stage") == "stage1":
+            break
+    if status_event:
+        kept.append({"t": kept[-1]["t"] + 1.0, "kind": "status", "status": status_event})
+    job.events.write_text("".join(json.dumps(e) + "\n" for e in kept))
+    job.state_json.write_text(json.dumps({"finished": ["scene"], "rounds_total": 3}))
+
+
+def test_clone_prefills_reconstruct_and_starts_only_on_start(app_env, tiny_job):
+    ws = app_env.workspace_root
+    folder = copy_real_job(tiny_job, ws, A, name="high")
+    job = json.loads((folder / "job.json").read_text())
+    at = _run("jobs")
+    next(b for b in at.button if b.label == "Clone").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert "Reconstruct" in at.title[0].value
+    assert sorted(p.name for p in (ws / "jobs").iterdir()) == [A]  # nothing started
+    draft = load_draft(ws)
+    assert draft.aoi["geometry"] == job["aoi"]["geometry"] and list(draft.scenes) == job["scenes"]
+    assert at.selectbox(key="preset").value == job["preset"]
+    assert at.text_input(key="job_name").value == "high (copy)"
+    s1 = job["config"]["presets"][job["preset"]]["stage1"]["iterations"]
+    assert at.number_input(key=f"{job['preset']}:stage1.iterations").value == s1
+    assert any("A copy of job **high**" in i.value for i in at.info)
+    code = "\n".join(c.value for c in at.code)
+    assert f'"stage1.iterations": {s1}' in code
+
+    start = next(b for b in at.button if "Start" in b.label)
+    assert not start.disabled
+    at.switch_page("pages/reconstruct.py")  # the browser is on Reconstruct now (AppTest keeps its first page)
+    start.click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    new = [p.name for p in (ws / "jobs").iterdir() if p.name != A]
+    assert len(new) == 1
+    assert json.loads((ws / "jobs" / new[0] / "job.json").read_text())["name"] == "high (copy)"
+    assert any("**high (copy)**" in m.value for m in at.markdown)  # the panel shows the new job
+    assert next(b for b in at.button if "Start" in b.label).disabled  # its job of this draft is queued
+    assert any("high (copy)" in c.value and "still running" in c.value for c in at.caption)
+
+
+def test_done_job_shows_all_rounds_and_links_to_viewer_and_rounds(app_env, tiny_job):
+    copy_real_job(tiny_job, app_env.workspace_root, A, name="high")
+    at = _run("jobs")
+    m = _metrics(at)
+    assert m["Round"] == "3 / 3" and m["ETA (whole job)"] == "–"
+    links = [(p.proto.label, p.proto.page) for p in at.get("page_link")]
+    assert any(lab == "Open in Viewer" and "viewer" in page for lab, page in links)
+    assert any(lab == "Open in Rounds" and "rounds" in page for lab, page in links)
+    texts = _stage_texts(at)
+    assert not any("🔄" in t for t in texts)
+    rounds = [t for t in texts if t.startswith("✅ Round")]
+    assert len(rounds) == 3 and all("training: step 6 / 6" in t for t in rounds)
+
+
+def test_cancelled_job_has_no_spinner_and_counts_rounds_done(app_env, tiny_job):
+    ws = app_env.workspace_root
+    copy_real_job(tiny_job, ws, A, name="stopped", rounds_done=1, status="cancelled")
+    at = _run("jobs")
+    assert _metrics(at)["Round"] == "1 / 3"
+    copy_real_job(tiny_job, ws, "20260101-000100-b", name="stopped in stage 1", rounds_done=0, status="cancelled")
+    _cut_in_stage1(ws / "jobs" / "20260101-000100-b", "cancelled")
+    at = _run("jobs")  # the newest job is picked
+    texts = _stage_texts(at)
+    assert not any("🔄" in t for t in texts)
+    assert any(t.startswith("⏹️ Stage 1") and "stopped (cancelled)" in t for t in texts)
+    assert not at.get("page_link") or all("Open in" not in p.proto.label for p in at.get("page_link"))
+
+
+def test_a_new_tab_shows_the_running_job_with_a_whole_job_eta_and_start_disabled(app_env, tiny_job):
+    ws = app_env.workspace_root
+    folder = copy_real_job(tiny_job, ws, A, name="running one", rounds_done=0, status="running")
+    _cut_in_stage1(folder, None)
+    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()  # not yet "unstarted" for reconcile
+    (folder / "status.json").write_text(json.dumps({"status": "running", "started": later}))
+    job = json.loads((folder / "job.json").read_text())
+    update_draft(ws, aoi=job["aoi"], aoi_source="sample", scenes=job["scenes"])
+
+    at = _run("reconstruct")  # a fresh session: no job in session state
+    assert any("**running one**" in m.value for m in at.markdown)
+    m = _metrics(at)
+    assert "running" in m["Status"] and m["Round"] == "0 / 3"
+    # stage ETA 5.1 s (25 of 30 steps in 25.5 s) + 3 rounds x 6 steps at ~1 s a step
+    eta = m["ETA (whole job)"]
+    assert eta.endswith("s") and 15 <= int(eta.split("m")[1].strip().rstrip("s")) <= 30, eta
+    assert next(b for b in at.button if "Start" in b.label).disabled
+    assert any("running one" in c.value and "still running" in c.value for c in at.caption)
