@@ -26,12 +26,16 @@ st.caption("Draw a rectangle or polygon with the tools at the top left of the ma
            "footprints of the catalogued scenes.")
 
 
+rejected: list[str] = []  # labels of new AOIs refused on this run (the draft keeps the previous one)
+
+
 def set_aoi(source, label: str) -> bool:
     """Validate and store an AOI in the draft; show the typed error otherwise."""
     try:
         aoi = load_aoi(source, cfg.aoi)
     except SkyfallError as exc:
         st.error(exc.message)
+        rejected.append(label)
         return False
     update_draft(ws, aoi=aoi.to_geojson(), aoi_source=label)
     return True
@@ -91,7 +95,11 @@ with side:
     if aoi_error:
         st.error(aoi_error)
     elif aoi is None:
-        st.info("No AOI yet.")
+        st.info("No AOI yet." if not rejected else "No AOI yet: the new one was refused (see the error).")
+    elif rejected:
+        st.warning(f"The {rejected[-1]} AOI was refused (see the error); the draft still holds the previous AOI "
+                   f"({draft.aoi_source or 'unknown source'}, {aoi.area_m2 / 1e4:,.2f} ha). Fix the new one, or "
+                   "delete it on the map to keep the previous.")
     else:
         lon, lat = aoi.centre
         w, s, e, n = aoi.polygon.bounds

@@ -35,6 +35,13 @@ draft = load_draft(cfg.workspace_root)
 aoi, aoi_error = load_draft_aoi()
 ready = True
 usable = []
+cover_error = None  # why the chosen scenes cannot reconstruct this AOI
+chosen_scenes = [s for s in catalog_scenes() if str(s.path) in set(draft.scenes)]
+if aoi is not None and len(draft.scenes) >= cfg.aoi.min_views:
+    try:
+        usable = select_usable(aoi, chosen_scenes, cfg.aoi.min_coverage, cfg.aoi.min_views)
+    except SkyfallError as exc:
+        cover_error = exc.message
 c1, c2 = st.columns(2)
 with c1:
     if aoi is None:
@@ -42,9 +49,9 @@ with c1:
         st.page_link("pages/area.py", label="Set the AOI on the Area page", icon="🗺️")
         ready = False
     else:
-        st.success(f"AOI: {aoi.area_m2 / 1e4:,.2f} ha around {aoi.centre[1]:.5f}, {aoi.centre[0]:.5f}")
+        (st.warning if cover_error else st.success)(
+            f"AOI: {aoi.area_m2 / 1e4:,.2f} ha around {aoi.centre[1]:.5f}, {aoi.centre[0]:.5f}")
 with c2:
-    chosen_scenes = [s for s in catalog_scenes() if str(s.path) in set(draft.scenes)]
     if not draft.scenes:
         st.info(f"No scenes chosen yet; a reconstruction needs at least {cfg.aoi.min_views}.")
         st.page_link("pages/scenes.py", label="Choose scenes on the Scenes page", icon="🛰️")
@@ -53,15 +60,12 @@ with c2:
         st.warning(f"{len(draft.scenes)} scene(s) chosen; at least {cfg.aoi.min_views} are needed.")
         st.page_link("pages/scenes.py", label="Choose scenes on the Scenes page", icon="🛰️")
         ready = False
+    elif cover_error:
+        st.error(f"The chosen scenes do not cover this AOI: {cover_error}")
+        st.page_link("pages/scenes.py", label="Choose scenes on the Scenes page", icon="🛰️")
+        ready = False
     elif aoi is not None:
-        try:
-            usable = select_usable(aoi, chosen_scenes, cfg.aoi.min_coverage, cfg.aoi.min_views)
-        except SkyfallError as exc:
-            st.error(f"The chosen scenes do not cover this AOI: {exc.message}")
-            st.page_link("pages/scenes.py", label="Choose scenes on the Scenes page", icon="🛰️")
-            ready = False
-        else:
-            st.success(f"{len(draft.scenes)} scenes chosen; {len(usable)} cover the AOI")
+        st.success(f"{len(draft.scenes)} scenes chosen; {len(usable)} cover the AOI")
     else:
         st.caption(f"{len(draft.scenes)} scenes chosen")
 

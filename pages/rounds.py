@@ -20,9 +20,23 @@ info = picked_job_or_stop("rounds", "rounds_job",
 job_id = info.id
 
 label, diffusion = refiner_label(info.refiner, info.stage2.get("refiner"))
-(st.info if diffusion is False else st.caption)(f"Refiner: **{label}**" + (
-    " — these 'after' images come from simple image filters, not from a diffusion model."
-    if diffusion is False else ""))
+if diffusion is False:  # said once: the name, then why the images look as they do
+    name = str((info.refiner or {}).get("name") or "classical")
+    st.info(f"Refiner: **{name}** — classical, not diffusion: these 'after' images come from simple image "
+            "filters (hole filling, colour matching, sharpening), not from a diffusion model.")
+else:
+    st.caption(f"Refiner: **{label}**")
+
+
+def _rounded(value, digits: int = 2):
+    """Floats of a camera summary to ``digits`` decimals (nested lists and dicts too)."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    return value
 
 rounds = list_rounds(info.dir)
 if not rounds:
@@ -65,7 +79,7 @@ for r, tab in zip(rounds, tabs, strict=True):
         with right:
             st.markdown("**Camera**")
             if view < len(cams):
-                st.json(camera_summary(cams[view]), expanded=True)
+                st.json(_rounded(camera_summary(cams[view])), expanded=True)
             else:
                 st.caption("no cameras.json entry")
         with st.expander("All views of this round (after)"):

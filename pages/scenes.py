@@ -53,8 +53,7 @@ with tools:
                         value=min(max(cfg.aoi.min_views, 8), max(cfg.aoi.min_views, eligible_n)), step=1)
     max_off = st.slider("Max off-nadir (°)", 5.0, 60.0, 35.0, 1.0,
                         help="More oblique views see façades but blur roofs; Skyfall-GS uses ≤ ~35°")
-    c1, c2 = st.columns(2)
-    if c1.button("✨ Auto-select a diverse set", disabled=aoi is None, width="stretch",
+    if st.button("Auto-select a diverse set", icon=":material/auto_awesome:", disabled=aoi is None, width="stretch",
                  help="Spread of view azimuths, off-nadir within the limit, full AOI coverage"):
         ids = select_diverse(list(cands.values()), int(n), max_off, cfg.aoi.min_coverage)
         if not ids:
@@ -63,7 +62,7 @@ with tools:
             by_id = {s.id: s for s in scenes}
             update_draft(ws, scenes=[str(by_id[i].path) for i in ids])
             st.rerun()
-    if c2.button("Clear selection", width="stretch", disabled=not chosen_paths):
+    if st.button("Clear selection", icon=":material/deselect:", width="stretch", disabled=not chosen_paths):
         update_draft(ws, scenes=[])
         st.rerun()
 with quality:
@@ -74,10 +73,14 @@ with quality:
     m1.metric("Views", q.views)
     m2.metric("Azimuth spread", f"{q.azimuth_spread_deg:.0f}°")
     m3.metric("Max angle between views", f"{q.max_angle_deg:.0f}°")
-    for e in q.errors:
-        st.error(e)
-    for w in q.warnings:
-        st.warning(w)
+    if not chosen:  # nothing done yet: a hint, not an error
+        st.info(f"No views chosen yet: auto-select a diverse set or tick **Use** in the catalog "
+                f"(at least {cfg.aoi.min_views}).")
+    else:
+        for e in q.errors:
+            st.error(e)
+        for w in q.warnings:
+            st.warning(w)
     if chosen and not q.errors and not q.warnings:
         st.success("A good spread of views: ready to reconstruct.")
 

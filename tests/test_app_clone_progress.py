@@ -152,3 +152,50 @@ def test_a_new_tab_shows_the_running_job_with_a_whole_job_eta_and_start_disabled
     assert eta.endswith("s") and 15 <= int(eta.split("m")[1].strip().rstrip("s")) <= 30, eta
     assert next(b for b in at.button if "Start" in b.label).disabled
     assert any("running one" in c.value and "still running" in c.value for c in at.caption)
+
+
+def _sample_feature():
+    return json.loads((SAMPLE / "aoi.geojson").read_text())["features"][0]
+
+
+def test_small_items_scenes_rounds_reconstruct(app_env, tiny_job):
+    ws = app_env.workspace_root
+    update_draft(ws, aoi=_sample_feature(), aoi_source="sample")
+    at = _run("scenes")
+    assert not at.error  # no red "0 scene(s) chosen" before any action
+    assert any("No views chosen yet" in i.value for i in at.info)
+    auto = next(b for b in at.button if "Auto-select" in b.label)
+    assert auto.label == "Auto-select a diverse set" and auto.proto.icon.startswith(":material/")
+
+    copy_real_job(tiny_job, ws, A, name="high")
+    at = _run("rounds")
+    info = " ".join(i.value for i in at.info)
+    assert info.count("classical") == 2 and "classical — classical" not in info  # name, then "not diffusion"
+    cam = json.loads(at.json[0].value)
+    floats = [v for v in cam.values() if isinstance(v, float)]
+    assert floats and all(len(repr(v).split(".")[1]) <= 2 for v in floats), cam
+    at = _run("jobs")
+    clone = next(b for b in at.button if b.label == "Clone")
+    assert clone.proto.icon == ":material/content_copy:"
+
+    # an AOI that none of the chosen scenes covers: no green boxes, Start disabled
+    far = _sample_feature()
+    far["geometry"]["coordinates"] = [[[x + 0.5, y] for x, y in ring] for ring in far["geometry"]["coordinates"]]
+    scenes = sorted(str(p) for p in (SAMPLE / "scenes").glob("*.tif"))
+    update_draft(ws, aoi=far, aoi_source="drawn", scenes=scenes)
+    at = _run("reconstruct")
+    assert not at.success
+    assert any("do not cover this AOI" in e.value for e in at.error)
+    assert next(b for b in at.button if "Start" in b.label).disabled
+
+
+def test_sky_plot_labels_are_short_and_do_not_overlap():
+    from skyfall_core.ui.scenes import label_positions, short_labels
+
+    assert short_labels(["01_SFS2_20230118T172621", "02_SFS1_20230327T170954"]) == ["01", "02"]
+    assert short_labels(["JAX_068_001_RGB", "JAX_068_002_RGB"]) == ["001", "002"]
+    pts = [(10.0, 10.0), (10.5, 10.2), (11.0, 9.8), (0.0, 0.0), (-20.0, 5.0), (-20.3, 5.5), (30.0, -30.0)]
+    pos = label_positions(pts)
+    for i in range(len(pos)):
+        for j in range(i):
+            assert abs(pos[i][0] - pos[j][0]) >= 5.0 or abs(pos[i][1] - pos[j][1]) >= 3.2, (i, j, pos)

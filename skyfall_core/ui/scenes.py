@@ -52,6 +52,47 @@ def skyplot_points(cands: list[ViewCandidate]) -> list[dict]:
     return pts
 
 
+def short_labels(ids: list[str]) -> list[str]:
+    """Short, unique sky-plot labels: the first "_" part of the ids that tells them all apart (the
+    sample's "01", JAX's "001"), else 1, 2, 3, ... (the tooltip keeps the whole id)."""
+    parts = [i.split("_") for i in ids]
+    for k in range(max((len(p) for p in parts), default=0)):
+        labels = [p[k] if k < len(p) else "" for p in parts]
+        if len(set(labels)) == len(labels) and all(0 < len(lab) <= 6 for lab in labels):
+            return labels
+    return [str(k + 1) for k in range(len(ids))]
+
+
+def label_positions(xy: list[tuple[float, float]], box: tuple[float, float] = (5.0, 3.2),
+                    step: float = 3.5) -> list[tuple[float, float]]:
+    """Where to write each point's label (plot degrees) so that no two labels overlap and none covers
+    a point: pushed outward along the point's azimuth (then sideways) until its ``box`` (half-width
+    and half-height of a label) is free. Greedy, in input order."""
+    placed: list[tuple[float, float]] = []
+    points = list(xy)
+
+    def free(lx: float, ly: float) -> bool:
+        if any(abs(lx - px) < box[0] and abs(ly - py) < box[1] for px, py in placed):
+            return False
+        return not any(abs(lx - px) < box[0] * 0.8 and abs(ly - py) < box[1] for px, py in points)
+
+    for x, y in xy:
+        r = math.hypot(x, y)
+        ux, uy = (x / r, y / r) if r > 1e-6 else (0.0, 1.0)
+        choice = None
+        for k in range(1, 12):
+            for side in (0.0, 1.0, -1.0):
+                lx = x + ux * step * k - uy * side * step
+                ly = y + uy * step * k + ux * side * step
+                if free(lx, ly):
+                    choice = (lx, ly)
+                    break
+            if choice:
+                break
+        placed.append(choice or (x + ux * step, y + uy * step))
+    return placed
+
+
 def skyplot(cands: list[ViewCandidate], chosen_ids: set[str]):
     """An Altair sky plot of the view directions with 15°/30°/45° rings; chosen views highlighted."""
     import altair as alt
@@ -73,6 +114,10 @@ def skyplot(cands: list[ViewCandidate], chosen_ids: set[str]):
         color=alt.Color("chosen:N", scale=alt.Scale(domain=["chosen", "available"], range=["#f97316", "#64748b"]),
                         legend=alt.Legend(title=None, orient="bottom")),
         tooltip=["id", "off_nadir", "view_az", alt.Tooltip("coverage:Q", format=".0%")])
-    labels = alt.Chart(pts).mark_text(dy=-11, fontSize=10, color="#cbd5e1").encode(
-        x="x:Q", y="y:Q", text="id:N")
+    pts["label"] = short_labels(list(pts["id"]))
+    pos = label_positions(list(zip(pts["x"], pts["y"], strict=True)))
+    pts["lx"] = [p[0] for p in pos]
+    pts["ly"] = [p[1] for p in pos]
+    labels = alt.Chart(pts).mark_text(fontSize=10, color="#cbd5e1").encode(
+        x=alt.X("lx:Q", scale=scale), y=alt.Y("ly:Q", scale=scale), text="label:N", tooltip=["id"])
     return (rings + dots + labels).properties(height=400)
