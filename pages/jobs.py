@@ -19,16 +19,23 @@ if not ids:
     st.stop()
 
 rows = []
+names = {}
+for job_id in ids:
+    try:
+        names[job_id] = jobs.info(job_id).name
+    except SkyfallError:
+        continue
 for job_id in ids:
     try:
         info, p = jobs.info(job_id), jobs.progress(job_id)
     except SkyfallError as exc:
-        rows.append({"job": job_id, "name": "", "status": "unreadable", "progress": 0.0, "error": exc.message})
+        rows.append({"name": "", "job": job_id, "status": "unreadable", "progress": 0.0, "error": exc.message})
         continue
     rounds_done = sum(s.state == "done" for s in p.stages if s.key.startswith("round_"))
-    rows.append({"job": job_id, "name": info.name, "status": status_text(p.status), "progress": p.fraction,
-                 "preset": info.preset, "rounds": f"{rounds_done}/{p.rounds_total}",
-                 "created": age_text(info.created), "parent": info.parent or "", "error": p.error or ""})
+    rows.append({"name": info.name, "job": job_id, "status": status_text(p.status), "progress": p.fraction,
+                 "preset": info.preset, "rounds": f"{rounds_done} / {p.rounds_total}",
+                 "created": age_text(info.created), "parent": names.get(info.parent, info.parent or ""),
+                 "error": p.error or ""})
 st.dataframe(rows, hide_index=True, width="stretch", column_config={
     "progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0, format="percent")})
 
