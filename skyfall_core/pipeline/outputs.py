@@ -23,7 +23,7 @@ from skyfall_core.cameras.pinhole import PinholeCamera
 
 COMPARE_ELEVATIONS = (85.0, 65.0, 45.0, 30.0)
 COMPARE_AZIMUTHS = (0.0, 90.0, 180.0, 270.0)
-COMPARE_SIZE = 384
+COMPARE_SIZE = 384  # pixels a side (at most: a job renders them at 1.5x its round renders' size)
 COMPARE_FOV_DEG = 50.0
 FLYDOWN_FRAMES = 48
 FLYDOWN_SIZE = 320
@@ -71,13 +71,13 @@ def flydown_cameras(bounds_enu, n_frames: int = FLYDOWN_FRAMES, size: int = FLYD
 RenderFn = Callable[[PinholeCamera], np.ndarray]  # camera -> [H, W, 3] uint8
 
 
-def write_compare_renders(out_dir: Path, render: RenderFn, bounds_enu) -> list[str]:
+def write_compare_renders(out_dir: Path, render: RenderFn, bounds_enu, size: int = COMPARE_SIZE) -> list[str]:
     """Render the AOI's same-camera set into ``out_dir`` (PNG + cameras.json); returns the names."""
     import cv2
 
     out_dir.mkdir(parents=True, exist_ok=True)
     entries = []
-    for name, cam, desc in compare_cameras(bounds_enu):
+    for name, cam, desc in compare_cameras(bounds_enu, size):
         ok, png = cv2.imencode(".png", cv2.cvtColor(render(cam), cv2.COLOR_RGB2BGR))
         atomic.write_bytes(out_dir / f"{name}.png", png.tobytes())
         entries.append({"name": name, "file": f"{name}.png", **desc, "camera": cam.to_dict()})
@@ -87,12 +87,12 @@ def write_compare_renders(out_dir: Path, render: RenderFn, bounds_enu) -> list[s
 
 
 def write_flydown(out_dir: Path, before: RenderFn, after: RenderFn, bounds_enu, *,
-                  n_frames: int = FLYDOWN_FRAMES, fps: int = 12) -> list[Path]:
+                  n_frames: int = FLYDOWN_FRAMES, size: int = FLYDOWN_SIZE, fps: int = 12) -> list[Path]:
     """``flydown.gif`` (always) and ``flydown.mp4`` (when imageio-ffmpeg is installed): before | after."""
     from PIL import Image, ImageDraw
 
     frames = []
-    for cam in flydown_cameras(bounds_enu, n_frames):
+    for cam in flydown_cameras(bounds_enu, n_frames, size):
         pair = np.concatenate([before(cam), np.full((cam.height, 4, 3), 255, np.uint8), after(cam)], axis=1)
         img = Image.fromarray(pair)
         draw = ImageDraw.Draw(img)

@@ -172,7 +172,7 @@ def _run(job: JobDir, meta: JobMeta, cfg: Config, events: EventLog, stop: Callab
                                                 s1.iterations, train_settings(s1, backend), densify_strategy(s1),
                                                 embedding_dim=s1.appearance_embedding_dim, restore_optim=False,
                                                 device=device)
-        write_final(job, trainer, scene, stage1_trainer)
+        write_final(job, trainer, scene, stage1_trainer, render_size=s2.image_size)
         events.emit("stage", stage="final", state="done")
         job.finish(state, "final")
     return EXIT_DONE
@@ -206,7 +206,7 @@ def _is_gpu_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "CUDA out of memory" in str(exc)
 
 
-def write_final(job: JobDir, trainer, scene, stage1_trainer=None) -> None:
+def write_final(job: JobDir, trainer, scene, stage1_trainer=None, render_size: int = 256) -> None:
     """final/: scene.ply, the web splats (compressed PLY, .spz), georef.json, dsm.tif and its COG and
     hillshade, the splat centres as LAZ, 3D Tiles with KHR_gaussian_splatting, preview.png, the
     same-camera renders (compare/) and the fly-down (stage 1 beside the final splats)."""
@@ -215,7 +215,7 @@ def write_final(job: JobDir, trainer, scene, stage1_trainer=None) -> None:
     from skyfall_core.cameras.orbits import orbit_cameras
     from skyfall_core.eval.dsm import write_dsm
     from skyfall_core.export import write_gis_outputs
-    from skyfall_core.pipeline.outputs import write_compare_renders, write_flydown
+    from skyfall_core.pipeline.outputs import COMPARE_SIZE, FLYDOWN_SIZE, write_compare_renders, write_flydown
     from skyfall_core.pipeline.stage1 import render_dsm
     from skyfall_core.pipeline.stage2 import _camera_view
     from skyfall_core.pipeline.trainer import to_uint8
@@ -237,6 +237,9 @@ def write_final(job: JobDir, trainer, scene, stage1_trainer=None) -> None:
     cam = orbit_cameras([0.0, 0.0, 0.0], 45.0, 2.2 * scene.scene_scale, [200.0], 50.0, 640, 480)[0]
     ok, png = cv2.imencode(".png", cv2.cvtColor(renderer(trainer)(cam), cv2.COLOR_RGB2BGR))
     atomic.write_bytes(out / "preview.png", png.tobytes())
-    write_compare_renders(out / "compare", renderer(trainer), scene.bounds_enu)
+    # the same-camera set and the fly-down at the scale of the job's round renders (a tiny test job: tiny)
+    write_compare_renders(out / "compare", renderer(trainer), scene.bounds_enu,
+                          size=min(COMPARE_SIZE, max(64, round(1.5 * render_size))))
     if stage1_trainer is not None:
-        write_flydown(out, renderer(stage1_trainer), renderer(trainer), scene.bounds_enu)
+        write_flydown(out, renderer(stage1_trainer), renderer(trainer), scene.bounds_enu,
+                      size=min(FLYDOWN_SIZE, max(64, round(1.25 * render_size))))
