@@ -94,6 +94,7 @@ if clone_src:
                 st.session_state[k] = v
                 seeded.add(k)
             st.session_state["clone_of"] = src.name
+            st.session_state["clone_parent"] = src.id
 if st.session_state.get("clone_of"):
     st.info(f"A copy of job **{st.session_state['clone_of']}**: its AOI, scenes, preset and settings are filled in. "
             "Change what you want to compare (e.g. the elevation schedule) and press Start.")
@@ -209,12 +210,14 @@ with right:
                       disabled=not ready or overrides_error is not None or busy is not None)
     if start:
         try:
-            job_id = jobs.submit(name, draft.aoi, [str(s.path) for s in usable], preset, overrides)
+            parent = st.session_state.get("clone_parent") if st.session_state.get("clone_of") else None
+            job_id = jobs.submit(name, draft.aoi, [str(s.path) for s in usable], preset, overrides, parent=parent)
         except SkyfallError as exc:
             st.error(exc.message)
         else:
             st.session_state["job_id"] = job_id
             st.session_state.pop("clone_of", None)
+            st.session_state.pop("clone_parent", None)
             st.toast(f"Started job {job_id}")
             st.rerun()
 

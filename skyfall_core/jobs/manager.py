@@ -126,8 +126,9 @@ class JobManager:
 
     # ------------------------------------------------------------------------ submitting
     def submit(self, name: str, aoi_geojson: Any, scene_paths: Sequence[str | Path], preset: str,
-               overrides: Mapping[str, Any] | None = None, *, start: bool = True) -> str:
+               overrides: Mapping[str, Any] | None = None, *, start: bool = True, parent: str | None = None) -> str:
         """Queue a new job; returns its id. Validates everything first (AOI, scenes, preset, overrides).
+        ``parent``: the job this one was cloned from (and edited on the Reconstruct page), if any.
 
         ``aoi_geojson``: a GeoJSON mapping, text or file path (WGS84 polygon). ``overrides``: dotted
         keys of the preset (``stage2.elevations_deg``) or of a global section (``device.compute``).
@@ -139,7 +140,9 @@ class JobManager:
         scenes = _check_scenes(scene_paths)
         overrides = dict(overrides or {})
         config = apply_overrides(self.config.resolved(preset), preset, overrides)
-        return self._create(name, aoi, scenes, preset, config, overrides, parent=None, start=start)
+        if parent is not None:
+            self.store.require(check_job_id(parent))
+        return self._create(name, aoi, scenes, preset, config, overrides, parent=parent, start=start)
 
     def clone(self, job_id: str, overrides: Mapping[str, Any] | None = None, *, name: str | None = None,
               start: bool = True) -> str:

@@ -224,8 +224,8 @@ class Jobs:
 
     # --- actions (each raises a SkyfallError subclass naming the problem and the fix)
     def submit(self, name: str, aoi_geojson: dict[str, Any], scene_paths: list[str], preset: str,
-               overrides: dict[str, Any]) -> str:
-        return str(self.manager.submit(name, aoi_geojson, scene_paths, preset, overrides))
+               overrides: dict[str, Any], parent: str | None = None) -> str:
+        return str(self.manager.submit(name, aoi_geojson, scene_paths, preset, overrides, parent=parent))
 
     def cancel(self, job_id: str) -> None:
         self.manager.cancel(check_job_id(job_id))
