@@ -250,10 +250,11 @@ def test_correct_bias_jax_six_views(jax_dir):
     names = [jax_names(jax_dir)[i] for i in (0, 3, 6, 9, 12, 15)]
     res, seconds = check_jax(jax_dir, names)
     assert res.offsets[4, 0] > 25  # 016's large row bias found
-    assert seconds < 30
+    print(f"bias correction of 6 JAX views: {seconds:.1f} s")  # a figure, not a test: see BENCHMARKS.md
 
 
 @pytest.mark.skipif(not os.environ.get("SKYFALL_SLOW"), reason="all 17 JAX views take ~25-45 s; set SKYFALL_SLOW=1")
 def test_correct_bias_jax_all_views(jax_dir):
     res, seconds = check_jax(jax_dir, jax_names(jax_dir))
-    assert seconds < 60
+    assert res.corrected.all()
+    print(f"bias correction of 17 JAX views: {seconds:.1f} s")

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import shutil
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -260,12 +259,8 @@ def test_parse_datetime_formats():
 
 # ------------------------------------------------------------------------------------ scanning
 @needs_jax
-def test_scan_jax_lists_17_views_fast(tmp_path):
-    start = time.perf_counter()
-    scenes = scan_scenes([JAX / "images"], [".tif"])
-    elapsed = time.perf_counter() - start
-    print(f"scanned {len(scenes)} JAX views in {elapsed:.2f} s")
-    assert elapsed < 10.0
+def test_scan_jax_lists_17_views(tmp_path):
+    scenes = scan_scenes([JAX / "images"], [".tif"])  # its speed is a benchmark figure, not a test
     assert len(scenes) == 17 and all(s.ok for s in scenes)
     from shapely.geometry import Polygon
 
