@@ -3,7 +3,7 @@ DFC2019 against a truth DSM (water/unlabeled out, MAE on all pixels and on build
 
     HF_HUB_OFFLINE=1 PYTHONPATH=. .venv/bin/python benchmarks/bench_dsm_methods.py /tmp/jax_preview \\
         [--truth-dir ../shared/data/jax068/truth] [--methods expected median fusion] \\
-        [--bin-m 0.5] [--fusion-depth median] [--json out.json]
+        [--bin-m 0.5] [--fusion-depth median] [--filters 0 5] [--json out.json]
 
 The job folder needs ``scene/`` and ``checkpoints/stage1.safetensors`` (``reconstruct --stage 1``).
 Each method's DSM is written to ``JOB/eval/dsm_methods/<method>.tif``; prints a Markdown table and
@@ -28,7 +28,8 @@ from skyfall_core.pipeline.dsm_render import DSM_METHODS  # noqa: E402
 DEFAULT_TRUTH = REPO.parent / "shared" / "data" / "jax068" / "truth"
 
 
-def run(job: Path, truth_dir: Path, methods: list[str], bin_m: float, fusion_depth: str = "median") -> dict:
+def run(job: Path, truth_dir: Path, methods: list[str], bin_m: float, fusion_depth: str = "median",
+        filters: tuple[int, ...] = (0,)) -> dict:
     import torch
 
     from skyfall_core.pipeline import dsm_render
@@ -52,17 +53,23 @@ def run(job: Path, truth_dir: Path, methods: list[str], bin_m: float, fusion_dep
     rows = {}
     for method in methods:
         t0 = time.perf_counter()
-        heights, corner = dsm_render.dsm_heights(splats, (x0, x1, y0, y1), 0.5, method, cameras=cameras,
-                                                 backend=trainer.settings.backend, bin_m=bin_m,
-                                                 fusion_depth=fusion_depth)
-        grid = dsm_render.enu_heights_to_utm(heights, corner, 0.5, scene.frame)
+        raw, corner = dsm_render.dsm_heights(splats, (x0, x1, y0, y1), 0.5, method, cameras=cameras,
+                                             backend=trainer.settings.backend, bin_m=bin_m, fusion_depth=fusion_depth)
         seconds = time.perf_counter() - t0
-        write_dsm(out_dir / (f"fusion_{fusion_depth}.tif" if method == "fusion" else f"{method}.tif"), grid)
-        dfc = compare_dsm(grid, truth, truth_cls=cls).to_dict()
-        plain = compare_dsm(grid, truth).to_dict()  # the pre-issue-14 figure (every valid truth pixel)
-        method = f"fusion ({fusion_depth} depth per view)" if method == "fusion" else method
-        rows[method] = {"seconds": round(seconds, 2), "dfc2019": dfc, "all_truth_pixels": plain}
-        print(f"{method}: {json.dumps(rows[method])}", file=sys.stderr, flush=True)
+        for k in filters:
+            t1 = time.perf_counter()
+            heights = dsm_render.median_filtered(raw, k)
+            grid = dsm_render.enu_heights_to_utm(heights, corner, 0.5, scene.frame)
+            name = f"fusion_{fusion_depth}" if method == "fusion" else method
+            label = f"fusion ({fusion_depth} depth per view)" if method == "fusion" else method
+            if k > 1:
+                name, label = f"{name}_filter{k}", f"{label} + {k}x{k} median filter"
+            write_dsm(out_dir / f"{name}.tif", grid)
+            dfc = compare_dsm(grid, truth, truth_cls=cls).to_dict()
+            plain = compare_dsm(grid, truth).to_dict()  # the pre-issue-14 figure (every valid truth pixel)
+            rows[label] = {"seconds": round(seconds + time.perf_counter() - t1, 2), "dfc2019": dfc,
+                           "all_truth_pixels": plain}
+            print(f"{label}: {json.dumps(rows[label])}", file=sys.stderr, flush=True)
     return {"job": str(job), "truth": str(truth_path), "truth_cls": str(cls_path) if cls_path else None,
             "gaussians": trainer.model.num_gaussians, "views": len(scene.views), "bin_m": bin_m,
             "fusion_depth": fusion_depth,
@@ -91,12 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bin-m", type=float, default=0.5, help="depth bin of the median method (m)")
     ap.add_argument("--fusion-depth", choices=["median", "expected"], default="median",
                     help="the per-view depth the fusion method back-projects")
+    ap.add_argument("--filters", type=int, nargs="+", default=[0],
+                    help="median filter sizes (pixels) to evaluate each method with; 0 = unfiltered")
     ap.add_argument("--json", type=Path, help="also write the result here")
     args = ap.parse_args(argv)
     if not (args.truth_dir / "JAX_068_DSM.tif").exists() and not any(args.truth_dir.glob("*_DSM.tif")):
         print(f"no truth DSM in {args.truth_dir}: skipped", file=sys.stderr)
         return 0
-    result = run(args.job, args.truth_dir, args.methods, args.bin_m, args.fusion_depth)
+    result = run(args.job, args.truth_dir, args.methods, args.bin_m, args.fusion_depth, tuple(args.filters))
     print(table(result))
     print(json.dumps(result, indent=1))
     if args.json:

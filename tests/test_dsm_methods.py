@@ -119,3 +119,23 @@ def test_method_names_and_the_old_entry_point():
     old, _ = render_height_map(lambda vm, K, w, h: _Compositor(s, vm, K, w, h).expected_depth(), BOUNDS, 0.5)
     new, _ = dsm_heights(s, BOUNDS, 0.5, "expected")
     np.testing.assert_allclose(old, new)
+
+
+def test_median_filter_removes_spikes_keeps_edges_and_nodata():
+    from skyfall_core.pipeline.dsm_render import DEFAULT_FILTER_PX, median_filtered
+
+    h = np.zeros((40, 40), np.float32)
+    h[:, 20:] = 12.0  # a roof edge
+    h[10, 5] = 30.0  # a floater spike
+    h[30, 30] = -20.0  # a hole
+    h[0:3, 0:3] = np.nan  # nodata
+    f = median_filtered(h, DEFAULT_FILTER_PX)
+    assert f[10, 5] == 0.0 and f[30, 30] == 12.0
+    np.testing.assert_array_equal(f[5:35, 17:20], 0.0)  # the edge does not move
+    np.testing.assert_array_equal(f[5:35, 20:23], 12.0)
+    assert np.isnan(f[0:3, 0:3]).all() and np.isfinite(f[3:, 3:]).all()
+    assert median_filtered(h, 0) is h
+    s = _scene()
+    raw, _ = dsm_heights(s, BOUNDS, 0.5, "median")
+    filt, _ = dsm_heights(s, BOUNDS, 0.5, "median", filter_px=3)
+    np.testing.assert_allclose(filt, median_filtered(raw, 3))

@@ -222,16 +222,19 @@ def write_stage1_outputs(trainer: SplatTrainer, scene_dir: Path, out_dir: Path, 
     return metrics
 
 
-def render_dsm(trainer: SplatTrainer, scene: SceneData, resolution: float = 0.5, method: str | None = None):
+def render_dsm(trainer: SplatTrainer, scene: SceneData, resolution: float = 0.5, method: str | None = None,
+               filter_px: int | None = None):
     """The splats' DSM on a UTM grid covering the AOI box (see :mod:`dsm_render`); ``method`` is one
-    of ``dsm_render.DSM_METHODS`` (default ``DEFAULT_DSM_METHOD``)."""
-    from skyfall_core.pipeline.dsm_render import DEFAULT_DSM_METHOD, Splats, dsm_heights, enu_heights_to_utm
+    of ``dsm_render.DSM_METHODS`` (default ``DEFAULT_DSM_METHOD``), median-filtered over
+    ``filter_px`` pixels (default ``DEFAULT_FILTER_PX``; 0 = off)."""
+    from skyfall_core.pipeline import dsm_render as dr
 
     cameras = [(v.viewmat, v.K, v.width, v.height) for v in scene.views]
     x0, x1, y0, y1 = scene.bounds_enu[:4]
-    heights, corner = dsm_heights(Splats.from_model(trainer.model), (x0, x1, y0, y1), resolution,
-                                  method or DEFAULT_DSM_METHOD, cameras=cameras, backend=trainer.settings.backend)
-    return enu_heights_to_utm(heights, corner, resolution, scene.frame)
+    heights, corner = dr.dsm_heights(dr.Splats.from_model(trainer.model), (x0, x1, y0, y1), resolution,
+                                     method or dr.DEFAULT_DSM_METHOD, cameras=cameras, backend=trainer.settings.backend,
+                                     filter_px=dr.DEFAULT_FILTER_PX if filter_px is None else filter_px)
+    return dr.enu_heights_to_utm(heights, corner, resolution, scene.frame)
 
 
 def load_metrics(out_dir: Path) -> dict:
