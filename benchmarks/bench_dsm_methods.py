@@ -19,11 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from skyfall_core.eval.dsm import compare_dsm
+from skyfall_core.geo.dsm import find_class_raster, read_class_raster, read_dsm, write_dsm
+from skyfall_core.pipeline.dsm_render import DSM_METHODS
 
-from skyfall_core.eval.dsm import compare_dsm, find_class_raster, read_class_raster, read_dsm, write_dsm  # noqa: E402
-from skyfall_core.pipeline.dsm_render import DSM_METHODS  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DEFAULT_TRUTH = REPO.parent / "shared" / "data" / "jax068" / "truth"
 

@@ -174,7 +174,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_dsm(args: argparse.Namespace) -> int:
-    from skyfall_core.eval.dsm import compare_dsm, find_class_raster, read_class_raster, read_dsm
+    from skyfall_core.eval.dsm import compare_dsm
+    from skyfall_core.geo.dsm import find_class_raster, read_class_raster, read_dsm
 
     job = Path(args.job)
     order = ((job / "stage1" / "dsm.tif",) if args.stage == "stage1"

@@ -3,7 +3,8 @@ import pytest
 from rasterio.transform import from_origin
 
 from skyfall_core.errors import CorruptRasterError
-from skyfall_core.eval.dsm import DSMGrid, compare_dsm, read_dsm, write_dsm
+from skyfall_core.eval.dsm import compare_dsm
+from skyfall_core.geo.dsm import DSMGrid, read_dsm, write_dsm
 
 
 def _city(shape=(80, 90), seed=0) -> np.ndarray:
@@ -128,7 +129,7 @@ def test_class_raster_registration_ignores_water():
 def test_class_raster_found_beside_truth_and_shape_checked(tmp_path):
     import rasterio
 
-    from skyfall_core.eval.dsm import find_class_raster, read_class_raster
+    from skyfall_core.geo.dsm import find_class_raster, read_class_raster
 
     truth = DSMGrid(_city((40, 40)), from_origin(436000, 3358000, 0.5, 0.5), 32617)
     write_dsm(tmp_path / "A_DSM.tif", truth)
@@ -143,7 +144,8 @@ def test_class_raster_found_beside_truth_and_shape_checked(tmp_path):
 
 
 def test_jax_class_raster_codes(jax_dir):
-    from skyfall_core.eval.dsm import DFC_CLASSES, find_class_raster, read_class_raster
+    from skyfall_core.eval.dsm import DFC_CLASSES
+    from skyfall_core.geo.dsm import find_class_raster, read_class_raster
 
     truth_path = jax_dir / "truth/JAX_068_DSM.tif"
     g = read_dsm(truth_path, origin_txt=jax_dir / "truth/JAX_068_DSM.txt", epsg=32617)

@@ -5,8 +5,8 @@ import pytest
 import torch
 from rasterio.transform import from_origin
 
-from skyfall_core.eval.dsm import NODATA, DSMGrid
 from skyfall_core.export.cog import hillshade, write_dsm_cog, write_hillshade_png
+from skyfall_core.geo.dsm import NODATA, DSMGrid
 from skyfall_core.geo.frames import LocalFrame
 from skyfall_core.splat.model import GaussianModel
 from skyfall_core.splat.sh import SH_C0
@@ -49,7 +49,7 @@ def test_dsm_cog_is_a_tiled_cog_with_overviews_crs_nodata_and_the_values(tmp_pat
 
 
 def test_dsm_cog_small_grid_and_read_by_read_dsm(tmp_path):
-    from skyfall_core.eval.dsm import read_dsm
+    from skyfall_core.geo.dsm import read_dsm
 
     grid = _grid(40, 50)
     back = read_dsm(write_dsm_cog(tmp_path / "small.tif", grid))

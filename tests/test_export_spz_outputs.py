@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from rasterio.transform import from_origin
 
-from skyfall_core.eval.dsm import DSMGrid
 from skyfall_core.export import GIS_FILES, write_gis_outputs
 from skyfall_core.export.spz import ENU_TO_RUB, read_spz, sh_rotation, write_spz
+from skyfall_core.geo.dsm import DSMGrid
 from skyfall_core.geo.frames import LocalFrame
 from skyfall_core.splat.model import GaussianModel
 from skyfall_core.splat.sh import sh_bases

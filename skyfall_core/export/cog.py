@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from skyfall_core.atomic import atomic_path, write_bytes
-from skyfall_core.eval.dsm import NODATA, DSMGrid
+from skyfall_core.geo.dsm import NODATA, DSMGrid
 
 COG_BLOCKSIZE = 256
 VERTICAL_CRS = "EPSG:4979 (WGS 84 ellipsoidal height, metre)"

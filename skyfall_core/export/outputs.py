@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from skyfall_core.eval.dsm import DSMGrid
+from skyfall_core.geo.dsm import DSMGrid
 from skyfall_core.geo.frames import LocalFrame
 from skyfall_core.splat.model import GaussianModel
 

@@ -247,7 +247,8 @@ def _job_timings(job: Path) -> dict[str, float]:
 
 
 def _dsm_metrics(job: Path, truth: Path, origin_txt: Path | None, stage: str = "stage1") -> dict[str, Any]:
-    from skyfall_core.eval.dsm import compare_dsm, read_dsm
+    from skyfall_core.eval.dsm import compare_dsm
+    from skyfall_core.geo.dsm import read_dsm
 
     pred = job / stage / "dsm.tif"
     epsg = json.loads((job / "scene" / "frame.json").read_text())["utm_epsg"] if origin_txt else None

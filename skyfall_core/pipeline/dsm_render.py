@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from skyfall_core.eval.dsm import DSMGrid
+from skyfall_core.geo.dsm import DSMGrid
 from skyfall_core.geo.frames import LocalFrame
 
 

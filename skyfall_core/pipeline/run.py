@@ -213,8 +213,8 @@ def write_final(job: JobDir, trainer, scene, stage1_trainer=None, render_size: i
     import cv2
 
     from skyfall_core.cameras.orbits import orbit_cameras
-    from skyfall_core.eval.dsm import write_dsm
     from skyfall_core.export import write_gis_outputs
+    from skyfall_core.geo.dsm import write_dsm
     from skyfall_core.pipeline.outputs import COMPARE_SIZE, FLYDOWN_SIZE, write_compare_renders, write_flydown
     from skyfall_core.pipeline.stage1 import render_dsm
     from skyfall_core.pipeline.stage2 import _camera_view

@@ -198,7 +198,7 @@ def write_stage1_outputs(trainer: SplatTrainer, scene_dir: Path, out_dir: Path, 
     """PLY, renders beside inputs, DSM GeoTIFF and PSNR per view; returns the metrics."""
     import cv2
 
-    from skyfall_core.eval.dsm import write_dsm
+    from skyfall_core.geo.dsm import write_dsm
     from skyfall_core.pipeline.losses import psnr
     from skyfall_core.splat.io import save_ply
 

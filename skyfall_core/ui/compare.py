@@ -133,7 +133,8 @@ def find_truth_dsm(scene_paths: list[str] | tuple[str, ...]) -> Path | None:
 def dsm_metrics(pred: Path, truth: Path) -> dict[str, float]:
     """{"mae_m", "rmse_m", "completeness"} of a job's DSM against a truth DSM (after the registration
     search of :func:`skyfall_core.eval.dsm.compare_dsm`). Raises a SkyfallError for unreadable rasters."""
-    from skyfall_core.eval.dsm import compare_dsm, read_dsm
+    from skyfall_core.eval.dsm import compare_dsm
+    from skyfall_core.geo.dsm import read_dsm
 
     m = compare_dsm(read_dsm(pred), read_dsm(truth))
     return {"mae_m": m.mae_m, "rmse_m": m.rmse_m, "completeness": m.completeness}

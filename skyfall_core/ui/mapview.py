@@ -265,7 +265,8 @@ def error_map(pred_path: Path, truth_path: Path) -> ErrorMap | None:
     """Prediction − truth on the truth grid (see the module docstring); None when nothing overlaps."""
     import cv2
 
-    from skyfall_core.eval.dsm import read_dsm, resample_to
+    from skyfall_core.eval.dsm import resample_to
+    from skyfall_core.geo.dsm import read_dsm
 
     pred, truth = read_dsm(pred_path), read_dsm(truth_path)
     err = resample_to(pred, truth) - truth.heights.astype(np.float32)
