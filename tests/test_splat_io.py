@@ -211,3 +211,24 @@ def test_quick_benchmark_is_json_serialisable() -> None:
     (row,) = report["rows"]
     assert row["cpu"]["seconds"] > 0 and row["cpu"]["peak_rss_mb"] > 0
     assert row["torch"]["seconds"] > 0 and row["speedup"] > 0
+
+
+def test_georef_json_carries_exact_ecef_and_utm_transforms(tmp_path):
+    from skyfall_core.geo.frames import LocalFrame
+    from skyfall_core.splat.io import read_georef, write_georef
+
+    frame = LocalFrame(-81.66, 30.32, 12.5)  # Jacksonville
+    write_georef(tmp_path / "georef.json", frame.to_dict(), files=["scene.spz"])
+    g = read_georef(tmp_path / "georef.json")
+    pts = np.array([[0.0, 0.0, 0.0], [250.0, -180.0, 40.0], [-400.0, 300.0, -10.0]])
+    M = np.array(g["enu_to_ecef"]["matrix_row_major"])
+    ecef = pts @ M[:3, :3].T + M[:3, 3]
+    lon, lat, h = frame.enu_to_geodetic(pts)
+    import pyproj
+
+    want = np.column_stack(pyproj.Transformer.from_crs("EPSG:4979", "EPSG:4978", always_xy=True).transform(lon, lat, h))
+    np.testing.assert_allclose(ecef, want, atol=1e-6)
+    A = np.array(g["enu_to_utm"]["affine_row_major"])
+    utm = pts[:, :2] @ A[:, :2].T + A[:, 2]
+    np.testing.assert_allclose(utm, frame.enu_to_utm(pts)[:, :2], atol=0.01)
+    assert g["enu_to_utm"]["crs"] == f"EPSG:{frame.utm_epsg}" and g["files"] == ["scene.spz"]
