@@ -51,13 +51,15 @@ with tools:
     eligible_n = sum(1 for c in cands.values() if c.ok)
     n = st.number_input("Views to pick", min_value=cfg.aoi.min_views, max_value=max(cfg.aoi.min_views, 64),
                         value=min(max(cfg.aoi.min_views, 8), max(cfg.aoi.min_views, eligible_n)), step=1)
-    max_off = st.slider("Max off-nadir (°)", 5.0, 60.0, 35.0, 1.0,
-                        help="More oblique views see façades but blur roofs; Skyfall-GS uses ≤ ~35°")
+    max_off = st.slider("Max view zenith (°)", 5.0, 60.0, 35.0, 1.0,
+                        help="Angle at the ground between the vertical and the satellite (a few degrees more than "
+                             "the off-nadir angle at the satellite). More oblique views see façades but blur roofs; "
+                             "Skyfall-GS uses ≤ ~35°")
     if st.button("Auto-select a diverse set", icon=":material/auto_awesome:", disabled=aoi is None, width="stretch",
-                 help="Spread of view azimuths, off-nadir within the limit, full AOI coverage"):
+                 help="Spread of view azimuths, view zenith within the limit, full AOI coverage"):
         ids = select_diverse(list(cands.values()), int(n), max_off, cfg.aoi.min_coverage)
         if not ids:
-            st.error("No scene covers the AOI within these limits. Fix: raise the off-nadir limit or redraw the AOI.")
+            st.error("No scene covers the AOI within these limits. Fix: raise the view zenith limit or redraw the AOI.")
         else:
             by_id = {s.id: s for s in scenes}
             update_draft(ws, scenes=[str(by_id[i].path) for i in ids])
@@ -93,13 +95,19 @@ else:
     key = "scene_table_" + str(abs(hash(tuple(sorted(chosen_paths)))))
     edited = st.data_editor(
         table, key=key, hide_index=True, width="stretch", disabled=[c for c in table.columns if c != "use"],
-        column_order=["use", "id", "date", "time", "sun_el", "sun_az", "off_nadir", "view_az", "gsd_m",
+        column_order=["use", "id", "date", "time", "sun_el", "sun_az", "view_zenith", "off_nadir", "view_az", "gsd_m",
                       "coverage", "sensor", "error"],
         column_config={
             "use": st.column_config.CheckboxColumn("Use", width="small"),
             "sun_el": st.column_config.NumberColumn("Sun el °", format="%.1f"),
             "sun_az": st.column_config.NumberColumn("Sun az °", format="%.0f"),
-            "off_nadir": st.column_config.NumberColumn("Off-nadir °", format="%.1f"),
+            "view_zenith": st.column_config.NumberColumn(
+                "View zenith °", format="%.1f",
+                help="At the ground, between the vertical and the satellite (STAC view:incidence_angle)"),
+            "off_nadir": st.column_config.NumberColumn(
+                "Off-nadir °", format="%.1f",
+                help="At the satellite, between nadir and the line of sight (STAC view:off_nadir): from the "
+                     "metadata, else from the view zenith and the sensor's nominal orbit altitude"),
             "view_az": st.column_config.NumberColumn("View az °", format="%.0f"),
             "gsd_m": st.column_config.NumberColumn("GSD m", format="%.2f"),
             "coverage": st.column_config.ProgressColumn("AOI coverage", min_value=0.0, max_value=1.0, format="percent"),
@@ -118,7 +126,7 @@ with map_col:
                   imagery=st.session_state.get("imagery_overlay", True), draw=False, selected=chosen_paths)
     st_folium(m, height=430, use_container_width=True, returned_objects=[], key="scenes_map")
 with sky_col:
-    st.caption("Sky plot of the views (centre = nadir, ring = 30° off-nadir; north up)")
+    st.caption("Sky plot of the views (centre = nadir, ring = 30° view zenith; north up)")
     if cands:
         st.altair_chart(skyplot(list(cands.values()), {cands[p].id for p in chosen_paths if p in cands}),
                         width="stretch")

@@ -54,7 +54,8 @@ def cmd_scenes(args: argparse.Namespace) -> int:
         print(json.dumps([s.to_dict(include_rpc=False) for s in scenes], indent=2, default=str))
     else:
         rows = catalog_table(scenes)
-        cols = ["id", "acquired", "sensor", "sun_el", "sun_az", "off_nadir", "view_az", "gsd_m", "size"]
+        cols = ["id", "acquired", "sensor", "sun_el", "sun_az", "view_zenith", "off_nadir", "view_az", "gsd_m",
+                "size"]
         if any(r.get("error") for r in rows):
             cols.append("error")
         print(_table(rows, cols))

@@ -18,6 +18,7 @@ from skyfall_core.geo.catalog import (
     Scene,
     catalog_table,
     ground_sample_distance,
+    off_nadir_from_zenith,
     parse_datetime,
     read_scene,
     scan_scenes,
@@ -29,6 +30,7 @@ from skyfall_core.geo.sun import solar_position
 
 JAX = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "jax068"
 IMAGES = sorted((JAX / "images").glob("*.tif"))
+SAMPLE_SCENES = Path(__file__).resolve().parents[1] / "sample_aoi" / "scenes"
 
 
 def needs_jax(test):
@@ -278,8 +280,11 @@ def test_scan_jax_lists_17_views(tmp_path):
         theirs = Polygon(meta["geojson"]["coordinates"][0])
         ious.append(s.footprint.intersection(theirs).area / s.footprint.union(theirs).area)
     assert min(ious) > 0.93 and np.median(ious) > 0.99
-    off_nadir = np.array([s.off_nadir for s in scenes])
-    assert 5.0 < off_nadir.min() < 6.5 and 31.0 < off_nadir.max() < 33.0  # README: 5.6..32 degrees
+    zenith = np.array([s.view_zenith for s in scenes])
+    assert 5.0 < zenith.min() < 6.5 and 31.0 < zenith.max() < 33.0  # README: 5.6..32 degrees
+    off_nadir = np.array([s.off_nadir for s in scenes])  # at the satellite (WV03, 617 km): smaller
+    assert all(s.off_nadir_source == "computed" for s in scenes)
+    assert np.all(off_nadir < zenith) and np.all(zenith - off_nadir < 3.5) and 28.0 < off_nadir.max() < 30.0
     az = np.sort([s.view_azimuth for s in scenes])
     gaps = np.diff(np.concatenate([az, az[:1] + 360]))
     assert gaps.max() < 120.0  # seen from all around (JAX has no view from the north-west)
@@ -323,7 +328,11 @@ def test_synthetic_scene_metadata_from_tags_and_computed_sun(tmp_path):
     el, az = solar_position(s.acquired, -81.66, 30.35)
     assert s.sun_source == "computed" and s.sun_elevation == pytest.approx(float(el), abs=0.01)
     assert s.sun_azimuth == pytest.approx(float(az), abs=0.05)
-    assert s.off_nadir == pytest.approx(20.0, abs=0.05) and s.view_azimuth == pytest.approx(100.0, abs=0.1)
+    assert s.view_zenith == pytest.approx(20.0, abs=0.05) and s.view_azimuth == pytest.approx(100.0, abs=0.1)
+    # true off-nadir at a WV03 (617 km): sin(off) = R sin(zenith) / (R + h)
+    assert s.off_nadir_source == "computed"
+    assert s.off_nadir == pytest.approx(math.degrees(math.asin(6371 / 6988 * math.sin(math.radians(s.view_zenith)))))
+    assert 18.0 < s.off_nadir < 18.4
     assert s.gsd_m == pytest.approx(0.5, rel=1e-3)
     # footprint: 200 x 160 px at 0.5 m = 100 m x 80 m
     from skyfall_core.geo.aoi import reproject
@@ -334,7 +343,8 @@ def test_synthetic_scene_metadata_from_tags_and_computed_sun(tmp_path):
     shown = json.loads(s.to_json())
     assert "rpc" not in shown and shown["footprint"]["type"] == "Polygon"
     row = catalog_table([s])[0]
-    assert row["gsd_m"] == 0.5 and row["off_nadir"] == 20.0 and row["size"] == "200x160"
+    assert row["gsd_m"] == 0.5 and row["view_zenith"] == 20.0 and row["size"] == "200x160"
+    assert row["off_nadir"] == round(s.off_nadir, 1)
 
 
 def test_imd_sidecar_and_rpb_sidecar(tmp_path):
@@ -419,3 +429,19 @@ def test_sensor_from_nitf_title_and_source():
     assert catalog._sensor({"NITF_FTITLE": "05OCT14WV031100014OCT05160138-M1BS-500648062040_01_P001"}, {}, {}) == "WV03"
     assert catalog._sensor({"NITF_ISORCE": "DigitalGlobe"}, {}, {}) == "DigitalGlobe"
     assert catalog._sensor({}, {}, {}) is None
+
+
+def test_off_nadir_from_the_sample_metadata_and_the_view_zenith():
+    """The sample's GeoTIFFs state their off-nadir (OFF_NADIR_ANGLE) and incidence angles: the
+    catalog takes the former and measures the latter (the view zenith) on the RPC."""
+    import rasterio
+
+    scenes = scan_scenes([SAMPLE_SCENES], ["tif"])
+    assert len(scenes) == 10
+    for s in scenes:
+        with rasterio.open(s.path) as ds:
+            tags = ds.tags()
+        assert s.off_nadir_source == "metadata" and s.off_nadir == float(tags["OFF_NADIR_ANGLE"])
+        assert s.view_zenith == pytest.approx(float(tags["INCIDENCE_ANGLE"]), abs=0.05)
+        # the spherical-Earth formula recovers the stated off-nadir within its approximation
+        assert off_nadir_from_zenith(s.view_zenith, altitude_m=None) == pytest.approx(s.off_nadir, abs=0.6)

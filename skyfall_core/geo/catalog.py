@@ -7,7 +7,12 @@ message of the typed error, so that one bad file never hides the others.
 
 Angles are in degrees. Azimuths are clockwise from true north (90 = east): ``sun_azimuth`` is
 the direction of the sun, ``view_azimuth`` the direction of the satellite, both seen from the
-ground. Elevations are above the horizon.
+ground. Elevations are above the horizon. ``view_zenith`` is the angle **at the ground** between
+the vertical and the line of sight to the satellite (STAC ``view:incidence_angle``), measured on
+the RPC; ``off_nadir`` is the angle **at the satellite** between nadir and the line of sight
+(STAC ``view:off_nadir``), a few degrees smaller because of the Earth's curvature: from the
+metadata when it states it, else :func:`off_nadir_from_zenith` with the sensor's nominal orbit
+altitude (``off_nadir_source`` tells which).
 
 Metadata sources, in the order tried:
 
@@ -21,6 +26,8 @@ Metadata sources, in the order tried:
   acquisition time (``sun_source`` tells which).
 - The Sat-NeRF json is looked for next to the image (``<stem>.json``) and in a sibling
   ``rpcs_raw/`` folder (the layout of the Sat-NeRF/DFC2019 data sets).
+- off-nadir: the ``OFF_NADIR_ANGLE`` tag, ``.IMD`` ``meanOffNadirViewAngle``, the Sat-NeRF
+  json's ``off_nadir``; else computed from the view zenith (see above).
 - RPC: see :func:`skyfall_core.geo.rpc.rpc_from_dataset` (GDAL first, then the sidecars named
   like the image), then the Sat-NeRF json; ``rpc_source`` says which ('GeoTIFF tags', 'NITF
   tags', 'JPEG 2000 metadata', or the sidecar's / json's file name).
@@ -59,9 +66,16 @@ from skyfall_core.geo.rpc import (
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: rpc_source names the format of embedded RPCs; more sidecars in the signature
+CACHE_VERSION = 3  # 2: rpc_source names the format of embedded RPCs; 3: view_zenith + true off_nadir
 IMAGE_ONLY_SUFFIXES = (".png", ".jpg", ".jpeg")  # scenes only with an RPC sidecar next to them
 FOOTPRINT_POINTS_PER_SIDE = 16  # border samples a side localised for the footprint polygon
+EARTH_RADIUS_M = 6_371_000.0  # mean radius: the spherical-Earth approximation of off_nadir_from_zenith
+DEFAULT_ORBIT_ALTITUDE_M = 617_000.0  # WorldView-3's, for sensors not in ORBIT_ALTITUDE_M
+ORBIT_ALTITUDE_M = {  # nominal orbit altitudes (metres) of the usual very-high-resolution sensors
+    "WV01": 496_000.0, "WV02": 770_000.0, "WV03": 617_000.0, "WV04": 617_000.0, "GE01": 681_000.0,
+    "QB02": 450_000.0, "IK02": 681_000.0, "PHR1A": 694_000.0, "PHR1B": 694_000.0,
+    "PNEO3": 620_000.0, "PNEO4": 620_000.0, "SPOT6": 694_000.0, "SPOT7": 694_000.0,
+}
 _SENSOR_CODE = re.compile(r"(WV0[1-4]|WV110|GE01|QB02|IK02|PHR1[AB]|PNEO[34]|SPOT ?[67])")
 
 
@@ -81,7 +95,7 @@ class Scene:
     sun_azimuth: float | None = None  # degrees clockwise from north
     sun_source: str | None = None  # 'metadata' | 'computed'
     view_azimuth: float | None = None  # direction of the satellite from the ground, cw from north
-    off_nadir: float | None = None  # ~ view zenith angle at the ground, degrees (see view_angles)
+    off_nadir: float | None = None  # at the satellite, nadir to line of sight, degrees (STAC view:off_nadir)
     gsd_m: float | None = None  # metres per pixel at the image centre (sqrt of pixel area)
     footprint: Any = None  # shapely Polygon, WGS84 lon/lat, the image border at mean_height
     mean_height: float | None = None  # metres above the ellipsoid (the RPC's height offset)
@@ -91,6 +105,8 @@ class Scene:
     rpc_source: str | None = None  # 'GeoTIFF tags' (etc.: in the file), or the sidecar's/json's file name
     metadata_json: Path | None = None  # the Sat-NeRF json used, if any
     error: str | None = None  # why the scene cannot be used (the typed error's message)
+    view_zenith: float | None = None  # at the ground, vertical to the satellite, degrees (view:incidence_angle)
+    off_nadir_source: str | None = None  # 'metadata' | 'computed'
 
     @property
     def ok(self) -> bool:
@@ -238,6 +254,30 @@ def _metadata_sun(tags: dict[str, str], imd: dict[str, str], meta: dict[str, Any
     return None
 
 
+def _metadata_off_nadir(tags: dict[str, str], imd: dict[str, str], meta: dict[str, Any]) -> float | None:
+    for v in (tags.get("OFF_NADIR_ANGLE"), imd.get("meanOffNadirViewAngle"), meta.get("off_nadir")):
+        f = _float(v)
+        if f is not None and 0.0 <= f < 90.0:
+            return f
+    return None
+
+
+def off_nadir_from_zenith(zenith_deg: float, sensor: str | None = None,
+                          altitude_m: float | None = None) -> float:
+    """Off-nadir angle at the satellite (degrees) from the view zenith angle at the ground.
+
+    Spherical Earth (radius :data:`EARTH_RADIUS_M`), satellite at ``altitude_m`` above it
+    (default: the sensor's nominal orbit altitude, :data:`ORBIT_ALTITUDE_M`, else WorldView-3's
+    617 km): by the law of sines in the triangle Earth centre / ground point / satellite,
+    sin(off_nadir) = R sin(zenith) / (R + h). Ignores the ground point's height and the
+    ellipsoid's flattening (well under 0.1 degree), and the orbit's real altitude (a 50 km
+    error moves a 30-degree zenith's off-nadir by about 0.2 degree).
+    """
+    h = altitude_m if altitude_m is not None else ORBIT_ALTITUDE_M.get(sensor or "", DEFAULT_ORBIT_ALTITUDE_M)
+    s = EARTH_RADIUS_M * math.sin(math.radians(zenith_deg)) / (EARTH_RADIUS_M + h)
+    return math.degrees(math.asin(min(1.0, max(-1.0, s))))
+
+
 # ----------------------------------------------------------------------------- RPC geometry
 def footprint(rpc: RPCModel, width: int, height: int, h: float,
               points_per_side: int = FOOTPRINT_POINTS_PER_SIDE):
@@ -261,15 +301,15 @@ def footprint(rpc: RPCModel, width: int, height: int, h: float,
 
 def view_angles(rpc: RPCModel, row: float, col: float, h: float, dh: float | None = None
                 ) -> tuple[float, float]:
-    """(view azimuth, off-nadir) in degrees of the satellite seen from image point (row, col).
+    """(view azimuth, view zenith) in degrees of the satellite seen from image point (row, col).
 
     The pixel is localised at heights ``h`` and ``h + dh`` (``dh`` defaults to half the RPC's
     height scale): the ground ray between the two points, in the local ENU frame of the lower
     one, points at the satellite. Azimuth = atan2(east, north), clockwise from north; the
-    returned "off-nadir" is the **view zenith angle at the ground** (angle of the ray from the
-    local vertical). The sensor's true off-nadir angle is smaller because of the Earth's
-    curvature: sin(off_nadir) = R / (R + H) * sin(zenith), about 3 degrees less at 30 degrees
-    for WorldView-3 (H = 617 km); for ranking and filtering views the zenith is what matters.
+    zenith is the **view zenith angle at the ground** (angle of the ray from the local
+    vertical, STAC ``view:incidence_angle``). The sensor's off-nadir angle is smaller because of
+    the Earth's curvature (:func:`off_nadir_from_zenith`: about 3 degrees less at 30 degrees for
+    WorldView-3); for ranking and filtering views the zenith is what matters.
     """
     from skyfall_core.geo.frames import LocalFrame
 
@@ -349,7 +389,11 @@ def _with_geometry(scene: Scene, tags: dict[str, str], imd: dict[str, str], meta
     rpc, h = scene.rpc, scene.rpc.alt_offset
     rc, cc = (scene.height - 1) / 2.0, (scene.width - 1) / 2.0
     poly = footprint(rpc, scene.width, scene.height, h)
-    view_az, off_nadir = view_angles(rpc, rc, cc, h)
+    view_az, zenith = view_angles(rpc, rc, cc, h)
+    off_nadir = _metadata_off_nadir(tags, imd, meta)
+    off_nadir_source = "metadata" if off_nadir is not None else "computed"
+    if off_nadir is None:
+        off_nadir = off_nadir_from_zenith(zenith, scene.sensor)
     gsd = ground_sample_distance(rpc, rc, cc, h)
     sun = _metadata_sun(tags, imd, meta)
     sun_source = "metadata" if sun is not None else None
@@ -358,7 +402,7 @@ def _with_geometry(scene: Scene, tags: dict[str, str], imd: dict[str, str], meta
         el, az = solar_position(scene.acquired, centre.x, centre.y)
         sun, sun_source = (float(el), float(az)), "computed"
     return replace(scene, footprint=poly, mean_height=float(h), view_azimuth=view_az,
-                   off_nadir=off_nadir, gsd_m=gsd,
+                   view_zenith=zenith, off_nadir=off_nadir, off_nadir_source=off_nadir_source, gsd_m=gsd,
                    sun_elevation=sun[0] if sun else None, sun_azimuth=sun[1] if sun else None,
                    sun_source=sun_source)
 
@@ -574,6 +618,7 @@ def catalog_table(scenes: Iterable[Scene]) -> list[dict[str, Any]]:
             "dtype": s.dtype,
             "sun_el": r(s.sun_elevation, 1),
             "sun_az": r(s.sun_azimuth, 1),
+            "view_zenith": r(s.view_zenith, 1),
             "off_nadir": r(s.off_nadir, 1),
             "view_az": r(s.view_azimuth, 1),
             "gsd_m": r(s.gsd_m, 2),
