@@ -44,12 +44,19 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_scenes(args: argparse.Namespace) -> int:
     from skyfall_core.config import load_config
     from skyfall_core.geo.catalog import catalog_table, require_scene_files, scan_scenes
+    from skyfall_core.geo.stac import is_stac_input, stac_scene_files, write_stac
 
     cfg = load_config(args.config)
     folders = [Path(f) for f in args.folders] or cfg.catalog_folders
     cache = None if args.no_cache else cfg.workspace_root / "cache" / "catalog.json"
-    require_scene_files(folders, cfg.catalog.extensions)  # none: exit 2 naming what was looked for
-    scenes = scan_scenes(folders, cfg.catalog.extensions, cache_path=cache)
+    stac = [f for f in folders if is_stac_input(f)]  # STAC Items/ItemCollections: their image assets
+    folders = [f for f in folders if f not in stac]
+    if folders or not stac:
+        require_scene_files(folders, cfg.catalog.extensions)  # none: exit 2 naming what was looked for
+    scenes = scan_scenes(folders + stac_scene_files(stac), cfg.catalog.extensions, cache_path=cache)
+    if args.stac_out:
+        written = write_stac(scenes, Path(args.stac_out))
+        print(f"wrote {len(written) - 1} STAC item(s) and {written[-1]}", file=sys.stderr)
     if args.json:
         print(json.dumps([s.to_dict(include_rpc=False) for s in scenes], indent=2, default=str))
     else:
@@ -245,9 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_config)
 
     s = sub.add_parser("scenes", help="scan folders and list the satellite scenes found")
-    s.add_argument("folders", nargs="*", help="folders to scan (default: catalog.folders of the config)")
+    s.add_argument("folders", nargs="*", help="folders to scan, or STAC Item/ItemCollection jsons (or folders of "
+                                              "them) whose image assets to catalog (default: catalog.folders)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--no-cache", action="store_true", help="re-read every file")
+    s.add_argument("--stac-out", metavar="DIR", help="also write the catalog as STAC 1.0 Items (+ items.json) in DIR")
     s.set_defaults(func=cmd_scenes)
 
     s = sub.add_parser("cameras", help="crop scenes to an AOI and fit bias-corrected pinhole cameras")
