@@ -14,12 +14,14 @@ from skyfall_core.ui.jobs import check_overrides
 from skyfall_core.ui.models import refiner_gpu_gb
 from skyfall_core.ui.reconstruct import (
     KEY_SETTINGS,
+    REFINER_MODELS,
     FormValues,
     build_overrides,
     clone_prefill,
     get_dotted,
     parse_advanced,
     prefill_state,
+    refiner_model_licence,
     schedule_rows,
 )
 from skyfall_core.ui.state import catalog_scenes, get_config, get_device, get_jobs, load_draft_aoi, model_status_cached
@@ -124,15 +126,29 @@ with left:
                                                   **_kw(f"{preset}:{key}", value=int(default))))
     st.markdown("**Refiner** (stage 2)")
     r1, r2, r3 = st.columns([1, 2, 1])
+    if st.session_state.pop("_refiner_model_picked", None) == f"{preset}:model":
+        seeded.add(f"{preset}:model")  # set by the known-models pick below: no default this run
     refiners = ["flowedit", "sdedit", "classical"]
     values["stage2.refiner"] = r1.selectbox("Refiner", refiners, key=f"{preset}:refiner",
                                             **_kw(f"{preset}:refiner",
                                                   index=refiners.index(pdict["stage2"]["refiner"])),
-                                            help="flowedit: FLUX.1-dev/SD3 (the paper); sdedit: any img2img "
-                                                 "checkpoint; classical: no model, NOT diffusion")
+                                            help="flowedit: FLUX.1-dev/schnell or SD3 (the paper: FLUX.1-dev); "
+                                                 "sdedit: any img2img checkpoint; classical: no model, NOT diffusion")
     values["stage2.refiner_model"] = r2.text_input("Refiner model (hub id or local folder)", key=f"{preset}:model",
                                                    **_kw(f"{preset}:model", value=pdict["stage2"]["refiner_model"]),
-                                                   disabled=values["stage2.refiner"] == "classical")
+                                                   disabled=values["stage2.refiner"] == "classical",
+                                                   help="Or pick a known one below: " + ", ".join(REFINER_MODELS))
+    if values["stage2.refiner"] != "classical":
+        def _pick_model(key: str = f"{preset}:model", pick: str = f"{preset}:model_pick") -> None:
+            if st.session_state.get(pick) in REFINER_MODELS:
+                st.session_state[key] = st.session_state[pick]
+                st.session_state["_refiner_model_picked"] = key
+
+        st.selectbox("Known refiner models", ["(keep the model above)", *REFINER_MODELS], key=f"{preset}:model_pick",
+                     on_change=_pick_model, help="Sets the refiner model field above")
+        licence = refiner_model_licence(values["stage2.refiner_model"])
+        if licence:
+            st.caption(licence)
     offloads = list(get_args(Stage2Settings.model_fields["offload"].annotation))  # what the config accepts
     values["stage2.offload"] = r3.selectbox("CPU offload", offloads, key=f"{preset}:offload",
                                             **_kw(f"{preset}:offload",

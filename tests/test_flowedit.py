@@ -161,3 +161,50 @@ def test_pack_unpack_round_trip():
     torch.testing.assert_close(unpack_latents(tokens, 6, 10), z, rtol=0, atol=0)
     # token k holds the 2x2 patch at (row, col) = divmod(k, w/2), channels major
     torch.testing.assert_close(tokens[0, 6].view(16, 2, 2), z[0, :, 2:4, 2:4])
+
+
+@pytest.fixture(scope="module")
+def schnell_pipeline(tmp_path_factory):
+    """A FLUX.1-schnell-shaped pipeline: no guidance embedding (timestep-distilled), static shift."""
+    import json
+
+    from diffusers import FluxTransformer2DModel
+
+    folder = build_tiny_flux(tmp_path_factory.mktemp("tiny_schnell") / "flux")
+    cfg = dict(FluxTransformer2DModel.load_config(folder / "transformer"))
+    cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    torch.manual_seed(0)
+    FluxTransformer2DModel(**{**cfg, "guidance_embeds": False}).save_pretrained(folder / "transformer")
+    sched = folder / "scheduler" / "scheduler_config.json"
+    sched.write_text(json.dumps({**json.loads(sched.read_text()), "use_dynamic_shifting": False, "shift": 1.0}))
+    settings = Stage2Settings(refiner="flowedit", refiner_model=str(folder), fallback_to_classical=False,
+                              dtype="float32")
+    refiner, warnings = load_refiner(settings, "cpu")
+    assert isinstance(refiner, FlowEditRefiner) and warnings == []
+    pipe = refiner.pipeline
+    assert pipe.kind == "flux" and not pipe.pipe.transformer.config.guidance_embeds
+    return pipe
+
+
+def test_schnell_without_guidance_embedding(schnell_pipeline):
+    """FLUX.1-schnell (Apache-2.0): few steps, no guidance input; guidance values are ignored, the
+    identity and the prompt edit still hold."""
+    p = _params(steps=4, n_min=0, n_max=3)
+    same = schnell_pipeline(_images(), _params(steps=4, n_min=0, n_max=3, target_prompt=SRC,
+                                               source_guidance=0.0, target_guidance=0.0), generator=_gens(0))
+    assert torch.allclose(same.latents, same.source_latents, atol=1e-5)
+    a = schnell_pipeline(_images(), p, generator=_gens(0))
+    b = schnell_pipeline(_images(), _params(steps=4, n_min=0, n_max=3, source_guidance=0.0, target_guidance=9.0),
+                         generator=_gens(0))
+    assert (a.latents - a.source_latents).abs().max() > 1e-3  # the prompts edit
+    assert torch.allclose(a.latents, b.latents, atol=1e-6)  # no guidance embedding: guidance has no effect
+
+
+def test_refiner_model_licence_notes():
+    from skyfall_core.ui.reconstruct import FLUX_DEV, FLUX_SCHNELL, REFINER_MODELS, refiner_model_licence
+
+    assert FLUX_SCHNELL in REFINER_MODELS and FLUX_DEV in REFINER_MODELS
+    assert "non-commercial" in refiner_model_licence(FLUX_DEV) and "schnell" in refiner_model_licence(FLUX_DEV)
+    assert "non-commercial" in refiner_model_licence("/models/FLUX.1-dev/")
+    assert "Apache-2.0" in refiner_model_licence(FLUX_SCHNELL)
+    assert refiner_model_licence("") == ""

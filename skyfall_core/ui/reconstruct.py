@@ -8,6 +8,26 @@ from typing import Any
 
 from skyfall_core.ui.jobs import JobError
 
+# FlowEdit models the Reconstruct page offers to pick (the field also takes any hub id or folder)
+FLUX_DEV = "black-forest-labs/FLUX.1-dev"
+FLUX_SCHNELL = "black-forest-labs/FLUX.1-schnell"
+REFINER_MODELS = [FLUX_DEV, FLUX_SCHNELL, "stabilityai/stable-diffusion-3.5-medium"]
+
+
+def refiner_model_licence(model_id: str) -> str:
+    """A one-line note on the licence of a refiner model, for the caption under the model choice."""
+    mid = (model_id or "").rstrip("/").lower()
+    if "flux.1-dev" in mid:
+        return ("FLUX.1-dev is licensed for **non-commercial use only** (FLUX.1 [dev] Non-Commercial License): "
+                "for commercial work pick FLUX.1-schnell (Apache-2.0).")
+    if "flux.1-schnell" in mid:
+        return ("FLUX.1-schnell: **Apache-2.0** (commercial use allowed). Distilled for few steps and without a "
+                "guidance input: use few steps (4-8); the guidance values are ignored.")
+    if "stable-diffusion-3" in mid:
+        return "Stable Diffusion 3.x: Stability AI Community License (read its terms before commercial use)."
+    return "Check the model's licence on its model card before commercial use." if mid else ""
+
+
 # (dotted key, label, help) of the settings the form shows besides the elevation schedule
 KEY_SETTINGS = [
     ("stage1.iterations", "Stage 1 iterations", "Fitting the splats to the satellite views"),
