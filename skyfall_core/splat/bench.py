@@ -57,12 +57,13 @@ def make_scene(n_gaussians: int, size: int, seed: int = 0) -> dict[str, Any]:
     }
 
 
-def _forward_backward(scene: dict[str, Any], backend: str) -> tuple[float, int]:
-    """One timed forward+backward pass; returns (seconds, n_isects)."""
+def _forward_backward(scene: dict[str, Any], backend: str) -> tuple[float, float, int]:
+    """One timed forward+backward pass; returns (wall seconds, process CPU seconds, n_isects)."""
     from skyfall_core.splat.render import rasterize
 
     params = {k: scene[k].clone().requires_grad_(True)
               for k in ("means", "quats", "scales", "opacities", "colors")}
+    busy = time.process_time()
     start = time.perf_counter()
     colors, alphas, depths, info = rasterize(
         params["means"], params["quats"], params["scales"], params["opacities"],
@@ -71,7 +72,7 @@ def _forward_backward(scene: dict[str, Any], backend: str) -> tuple[float, int]:
     )
     loss = colors.sum() + alphas.sum() + 0.01 * depths.sum()
     loss.backward()
-    return time.perf_counter() - start, int(info["n_isects"])
+    return time.perf_counter() - start, time.process_time() - busy, int(info["n_isects"])
 
 
 def time_backend(n_gaussians: int, size: int, backend: str, repeats: int,
@@ -81,14 +82,18 @@ def time_backend(n_gaussians: int, size: int, backend: str, repeats: int,
         torch.set_num_threads(threads)
     scene = make_scene(n_gaussians, size)
     _forward_backward(scene, backend)  # warm-up (and extension load)
-    times = []
+    times, busy = [], []
     n_isects = 0
     for _ in range(repeats):
-        seconds, n_isects = _forward_backward(scene, backend)
+        seconds, busy_seconds, n_isects = _forward_backward(scene, backend)
         times.append(seconds)
+        busy.append(busy_seconds)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    result = {"seconds": min(times), "times": times, "n_isects": n_isects,
-              "peak_rss_mb": peak_kib / 1024.0, "threads": torch.get_num_threads()}
+    # busy_seconds: CPU time of the process (all its threads) in the best pass; with 1 thread
+    # it hardly moves when other programs compete for the cores, unlike the wall time.
+    result = {"seconds": min(times), "times": times, "busy_seconds": min(busy),
+              "n_isects": n_isects, "peak_rss_mb": peak_kib / 1024.0,
+              "threads": torch.get_num_threads()}
     if backend == "cpu":
         from skyfall_core.splat.raster_cpu import kernel_isa
 
@@ -189,8 +194,9 @@ def run_raster_benchmark(quick: bool = False, threads: list[int] | None = None,
         "scene": f"one camera, blobs ~{BLOB_SIGMA_PX} px sigma spread over the image, "
                  "opacity 0.1..0.9",
         "repeats": repeats,
-        "timing": "best of repeats (torch: best of <= 2), seconds; peak_rss_mb = ru_maxrss of "
-                  "a fresh subprocess per measurement",
+        "timing": "best of repeats (torch: best of <= 2), wall seconds; busy_seconds = the "
+                  "process's CPU time (all threads) in its least busy pass; peak_rss_mb = "
+                  "ru_maxrss of a fresh subprocess per measurement",
         "machine": platform.processor() or platform.machine(),
         "processor": processor_name(),
         "cpu_isa": cpu_isa(),  # what the CPU offers; the kernels' own ISA is in `kernels`
@@ -208,7 +214,10 @@ def _default_march() -> str:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """Markdown table of a `run_raster_benchmark` report (processor and kernel ISA above it)."""
+    """Markdown table of a `run_raster_benchmark` report (processor and kernel ISA above it).
+
+    `cpu s` is the wall time of the compiled back-end, `cpu busy s` its process CPU time (see
+    `time_backend`); `vs first build` compares wall times with the first build's, same run."""
     lines = [f"processor: {report.get('processor', report.get('machine', '?'))} "
              f"({report.get('cpu_isa', '?')}), {report.get('cpu_count', '?')} logical CPUs"]
     for build, kernel in report.get("kernels", {}).items():
@@ -217,8 +226,8 @@ def format_table(report: dict[str, Any]) -> str:
                      f"{kernel.get('vector_bits', '?')}-bit vectors)")
     multi = len(report.get("kernels", {})) > 1
     lines.append("")
-    header = "| N | image | threads | build | kernel ISA | cpu s | cpu peak MB |"
-    rule = "|---|---|---|---|---|---|---|"
+    header = "| N | image | threads | build | kernel ISA | cpu s | cpu busy s | cpu peak MB |"
+    rule = "|---|---|---|---|---|---|---|---|"
     if multi:
         header += " vs first build |"
         rule += "---|"
@@ -228,7 +237,8 @@ def format_table(report: dict[str, Any]) -> str:
         cpu, ref = row["cpu"], row.get("torch", {})
         line = (f"| {row['n_gaussians']:,} | {row['width']}x{row['height']} | {row['threads']} "
                 f"| {row.get('build', '?')} | {row.get('isa', '?')} "
-                f"| {cpu.get('seconds', nan):.3f} | {cpu.get('peak_rss_mb', nan):.0f} |")
+                f"| {cpu.get('seconds', nan):.3f} | {cpu.get('busy_seconds', nan):.3f} "
+                f"| {cpu.get('peak_rss_mb', nan):.0f} |")
         if multi:
             line += f" {row.get('vs_first_build', nan):.2f} |"
         line += (f" {ref.get('seconds', nan):.3f} | {ref.get('peak_rss_mb', nan):.0f} "

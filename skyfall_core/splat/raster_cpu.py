@@ -168,10 +168,13 @@ def kernel_isa(module: ModuleType | None = None) -> dict[str, object]:
     module = load_extension() if module is None else module
     if module is None:
         return {"isa": "none", "macros": [], "flags": [], "vector_bits": 0}
+    if not hasattr(module, "isa_macros"):  # a binary built before the ISA was reported
+        return {"isa": "unknown", "macros": [], "flags": [], "vector_bits": 0}
     macros = list(module.isa_macros())
     flags = list(getattr(module, "skyfall_target_flags", ()))
+    vector_bytes = module.vector_bytes() if hasattr(module, "vector_bytes") else 0
     return {"isa": isa_label(macros), "macros": macros, "flags": flags,
-            "vector_bits": 8 * int(module.vector_bytes())}
+            "vector_bits": 8 * int(vector_bytes)}
 
 
 def isa_label(macros: list[str]) -> str:
