@@ -24,7 +24,7 @@ job_id = info.id
 outs = final_outputs(info.dir)
 splat = job_splat(info.dir)
 georef = job_georef(info.dir)
-view_col, side = st.columns([4, 1], gap="medium")
+view_col, side = st.columns([5, 2], gap="medium")  # downloads wide enough for their labels
 with view_col:
     if splat is None:
         st.warning("This job has no splat in final/ yet.")

@@ -51,7 +51,7 @@ FINAL_FILES: dict[str, tuple[str, str, str]] = {
     "dsm_cog": ("dsm.cog.tif", "DSM Cloud-Optimized GeoTIFF", "image/tiff"),
     "hillshade": ("dsm_hillshade.png", "DSM hillshade", "image/png"),
     "laz": ("splat_points.laz", "Splat centres (LAZ, UTM)", "application/octet-stream"),
-    "tileset": ("3dtiles/tileset.json", "3D Tiles (KHR_gaussian_splatting)", "application/json"),
+    "tileset": ("3dtiles/tileset.json", "3D Tiles (Gaussian splats)", "application/json"),
     "georef": ("georef.json", "georef.json", "application/json"),
     "preview": ("preview.png", "Preview", "image/png"),
     "flydown_mp4": ("flydown.mp4", "Fly-down video (MP4)", "video/mp4"),

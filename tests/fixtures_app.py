@@ -51,6 +51,10 @@ def copy_real_job(real: Path, workspace: Path, job_id: str, *, name: str | None 
 
     folder = Path(workspace) / "jobs" / job_id
     shutil.copytree(real, folder)
+    # the copy's status comes from its events, as a store rebuild does: drop the source's runner files
+    # (another test's job manager may have mirrored its own status into the shared job)
+    for runner_file in ("status.json", "runner.json", "cancel.request"):
+        (folder / runner_file).unlink(missing_ok=True)
     update_job_json(folder, id=job_id, name=name or job_id, parent=parent)
     job = JobDir(folder)
     if rounds_done is None:
