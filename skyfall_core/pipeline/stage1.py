@@ -8,7 +8,6 @@ A run that is stopped (cancel, crash) resumes from ``checkpoints/stage1_partial.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -235,7 +234,3 @@ def render_dsm(trainer: SplatTrainer, scene: SceneData, resolution: float = 0.5,
                                      method or dr.DEFAULT_DSM_METHOD, cameras=cameras, backend=trainer.settings.backend,
                                      filter_px=dr.DEFAULT_FILTER_PX if filter_px is None else filter_px)
     return dr.enu_heights_to_utm(heights, corner, resolution, scene.frame)
-
-
-def load_metrics(out_dir: Path) -> dict:
-    return json.loads((out_dir / "metrics.json").read_text())

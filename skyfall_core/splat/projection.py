@@ -54,12 +54,6 @@ def small_matmul(a: Tensor, b: Tensor) -> Tensor:
     return (a[..., :, :, None] * b[..., None, :, :]).sum(dim=-2)
 
 
-def quat_scale_to_covar(quats: Tensor, scales: Tensor) -> Tensor:
-    """3D covariances R S S^T R^T [N, 3, 3] from quats [N, 4] and linear scales [N, 3]."""
-    M = quat_to_rotmat(quats) * scales[..., None, :]  # [N, 3, 3] = R S
-    return small_matmul(M, M.transpose(-1, -2))
-
-
 def world_to_cam_means(means: Tensor, viewmats: Tensor) -> Tensor:
     """Camera-space means [C, N, 3] from world means [N, 3] and viewmats [C, 4, 4]."""
     R = viewmats[:, None, :3, :3]  # [C, 1, 3, 3]
