@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
 from skyfall_core.atomic import write_json
 
+REPO = Path(__file__).resolve().parents[1]
 SPLAT_DTYPE = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
 
 
@@ -80,3 +83,44 @@ def copy_real_job(real: Path, workspace: Path, job_id: str, *, name: str | None 
                          if f in ("scene", "stage1") or (f.startswith("round_") and int(f[6:]) < rounds_done)]
     write_json(job.state_json, state)
     return folder
+
+
+@contextmanager
+def app_session(workspace: Path, tmp_path: Path, monkeypatch) -> Iterator[Any]:
+    """The app pointed at ``workspace`` through a copy of config.toml (scenes: the bundled sample),
+    with Streamlit's caches cleared before and after and the job manager's scheduler stopped.
+    Yields the loaded config."""
+    import streamlit as st
+
+    from skyfall_core.config import load_config
+
+    text = (REPO / "config.toml").read_text()
+    text = text.replace('root = "workspace"', f'root = "{workspace}"', 1)
+    text = text.replace('folders = ["sample_aoi/scenes"]', f'folders = ["{REPO / "sample_aoi" / "scenes"}"]', 1)
+    cfg_path = tmp_path / "config.toml"
+    cfg_path.write_text(text)
+    monkeypatch.setenv("SKYFALL_CONFIG", str(cfg_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    try:
+        yield load_config(cfg_path)
+    finally:
+        from skyfall_core.ui import state
+
+        if state.get_jobs.__wrapped__ is not None:  # stop the cached manager's scheduler thread
+            state.get_jobs().manager.stop_scheduler()
+        st.cache_resource.clear()
+        st.cache_data.clear()
+
+
+def run_page(page: str, timeout: float = 120) -> Any:
+    """AppTest of ``pages/<page>.py`` (the home page for "home"), run once, without exceptions."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=timeout)
+    if page != "home":  # the default page is what a bare run shows (switching to it skips the frame)
+        at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at

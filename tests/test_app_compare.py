@@ -7,11 +7,9 @@ from pathlib import Path
 import pytest
 
 st = pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from skyfall_core.config import load_config  # noqa: E402
 
-from fixtures_app import copy_real_job  # noqa: E402
+from fixtures_app import app_session, copy_real_job, run_page  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_aoi"
@@ -20,29 +18,12 @@ pytestmark = pytest.mark.skipif(not (SAMPLE / "aoi.geojson").is_file(), reason="
 
 @pytest.fixture()
 def app_env(tmp_path, monkeypatch):
-    text = (REPO / "config.toml").read_text()
-    text = text.replace('root = "workspace"', f'root = "{tmp_path / "ws"}"', 1)
-    text = text.replace('folders = ["sample_aoi/scenes"]', f'folders = ["{SAMPLE / "scenes"}"]', 1)
-    cfg_path = tmp_path / "config.toml"
-    cfg_path.write_text(text)
-    monkeypatch.setenv("SKYFALL_CONFIG", str(cfg_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield load_config(cfg_path)
-    from skyfall_core.ui import state
-
-    state.get_jobs().manager.stop_scheduler()
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    with app_session(tmp_path / "ws", tmp_path, monkeypatch) as cfg:
+        yield cfg
 
 
-def _run_compare(timeout: float = 120) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=timeout)
-    at.switch_page("pages/compare.py")
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
+def _run_compare(timeout: float = 120):
+    return run_page("compare", timeout)
 
 
 def _three_jobs(app_env, tiny_job):

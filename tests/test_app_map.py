@@ -17,6 +17,8 @@ import pytest
 st = pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from fixtures_app import app_session, copy_real_job, run_page  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_aoi"
 pytestmark = pytest.mark.skipif(not (SAMPLE / "scenes").is_dir(), reason="bundled sample_aoi/ missing")
@@ -24,33 +26,17 @@ pytestmark = pytest.mark.skipif(not (SAMPLE / "scenes").is_dir(), reason="bundle
 
 @pytest.fixture()
 def map_env(tiny_job, tmp_path, monkeypatch):
-    text = (REPO / "config.toml").read_text()
-    text = text.replace('root = "workspace"', f'root = "{tiny_job.parent.parent}"', 1)
-    text = text.replace('folders = ["sample_aoi/scenes"]', f'folders = ["{SAMPLE / "scenes"}"]', 1)
-    cfg_path = tmp_path / "config.toml"
-    cfg_path.write_text(text)
-    monkeypatch.setenv("SKYFALL_CONFIG", str(cfg_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield tiny_job
-    from skyfall_core.ui import state
+    """A workspace holding a copy of the session's real job (as ``tiny``)."""
+    folder = copy_real_job(tiny_job, tmp_path / "ws", "tiny", name="tiny")
+    with app_session(tmp_path / "ws", tmp_path, monkeypatch):
+        yield folder
     from skyfall_core.ui.static import unpublish_job
 
     unpublish_job("tiny")  # the Viewer page published the splat under static/_jobs/
 
-    if state.get_jobs.__wrapped__ is not None:
-        state.get_jobs().manager.stop_scheduler()
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
 
 def _run(page: str) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.switch_page(f"pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
+    return run_page(page)
 
 
 def _deck(at: AppTest) -> dict:

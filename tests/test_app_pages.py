@@ -12,10 +12,9 @@ import pytest
 st = pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from skyfall_core.config import load_config  # noqa: E402
 from skyfall_core.ui.draft import load_draft, update_draft  # noqa: E402
 
-from fixtures_app import copy_real_job  # noqa: E402
+from fixtures_app import app_session, copy_real_job, run_page  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_aoi"
@@ -24,32 +23,12 @@ pytestmark = pytest.mark.skipif(not (SAMPLE / "aoi.geojson").is_file(), reason="
 
 @pytest.fixture()
 def app_env(tmp_path, monkeypatch):
-    text = (REPO / "config.toml").read_text()
-    text = text.replace('root = "workspace"', f'root = "{tmp_path / "ws"}"', 1)
-    text = text.replace('folders = ["sample_aoi/scenes"]', f'folders = ["{SAMPLE / "scenes"}"]', 1)
-    cfg_path = tmp_path / "config.toml"
-    cfg_path.write_text(text)
-    monkeypatch.setenv("SKYFALL_CONFIG", str(cfg_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    cfg = load_config(cfg_path)
-    yield cfg
-    from skyfall_core.ui import state
-
-    if state.get_jobs.__wrapped__ is not None:  # stop the cached manager's scheduler thread
-        state.get_jobs().manager.stop_scheduler()
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    with app_session(tmp_path / "ws", tmp_path, monkeypatch) as cfg:
+        yield cfg
 
 
 def _run(page: str, timeout: float = 90) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=timeout)
-    if page != "home":  # the default page is what a bare run shows (switching to it skips the frame)
-        at.switch_page(f"pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
+    return run_page(page, timeout)
 
 
 def _texts(at: AppTest) -> str:
