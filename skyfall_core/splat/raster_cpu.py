@@ -36,7 +36,7 @@ from skyfall_core.splat.projection import Projected
 CSRC_DIR = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("rasterize.cpp",)  # compiled
 HEADERS = ("kernels.h",)  # included; part of the cache key
-BASE_CXX_FLAGS = ("-O3", "-DNDEBUG", "-std=c++17", "-Wno-psabi")
+BASE_CXX_FLAGS = ("-O3", "-DNDEBUG", "-std=c++17", "-Wno-psabi", "-fopenmp")
 MARCH_ENV = "SKYFALL_RASTER_MARCH"  # target of the build: "native" (default), "haswell", ...
 TILE_SIZE = 16  # fixed in the C++ kernel (kTile)
 
@@ -140,6 +140,7 @@ def build_extension(march: str | None = None, verbose: bool = False) -> ModuleTy
             name=f"skyfall_splat_cpu_{extension_key(march)}",
             sources=[str(CSRC_DIR / name) for name in SOURCES],
             extra_cflags=list(cxx_flags(march)),
+            extra_ldflags=["-fopenmp"],  # at::parallel_for's OpenMP pragmas; links torch's own libgomp.so.1
             build_directory=str(build_dir),
             verbose=verbose,
         )
