@@ -9,8 +9,10 @@ replaces the target (e.g. `haswell` for an AVX2-only build, or `native -mno-avx5
 part of the key. `kernel_isa()` reports what the binary was really compiled for (the
 compiler's `__AVX512F__`/`__AVX2__`/`__FMA__`/`__ARM_NEON` macros and the vector width).
 
-Parallelism uses ATen's intra-op thread pool (OpenMP in the CPU wheels; `torch.set_num_threads`
-applies); vectorisation uses GCC/Clang vector extensions of one register's width (kernels.h),
+Parallelism uses ATen's intra-op thread pool (`at::parallel_for`, OpenMP in the CPU wheels;
+`torch.set_num_threads` applies): the extension is compiled and linked with `-fopenmp`, without
+which those OpenMP pragmas compile to serial loops; it links the `libgomp.so.1` that torch has
+already loaded, so the process keeps one OpenMP runtime. Vectorisation uses GCC/Clang vector extensions of one register's width (kernels.h),
 so the kernels run at the same speed per instruction on AVX2-only and AVX-512 CPUs (issue 18).
 """
 
