@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from skyfall_core.jobfolder import FINAL_FILES
 from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.mapview import (
     BASEMAPS,
@@ -40,7 +41,7 @@ def _data(job_dir: str, stamp: tuple, aoi_json: str, scenes: tuple[str, ...], tr
 
 
 def _stamp(final: Path) -> tuple:
-    files = ("dsm.cog.tif", "dsm.tif", "dsm_hillshade.png", "splat_points.laz", "scene.ply", "georef.json")
+    files = [FINAL_FILES[k][0] for k in ("dsm_cog", "dsm", "hillshade", "laz", "ply", "georef")]
     return tuple((f, (final / f).stat().st_mtime_ns) for f in files if (final / f).is_file())
 
 
@@ -63,7 +64,7 @@ with c2:
 with c3:
     point_size = st.slider("Point size (px)", 1.0, 6.0, 2.0, 0.5, key="map_point_size")
 
-final = info.dir / "final"
+final = info.folder.final
 data = _data(str(info.dir), _stamp(final), json.dumps(info.aoi) if info.aoi else "", tuple(scenes), truth or None)
 for note in data.notes:
     st.warning(note)

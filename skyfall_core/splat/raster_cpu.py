@@ -12,8 +12,9 @@ compiler's `__AVX512F__`/`__AVX2__`/`__FMA__`/`__ARM_NEON` macros and the vector
 Parallelism uses ATen's intra-op thread pool (`at::parallel_for`, OpenMP in the CPU wheels;
 `torch.set_num_threads` applies): the extension is compiled and linked with `-fopenmp`, without
 which those OpenMP pragmas compile to serial loops; it links the `libgomp.so.1` that torch has
-already loaded, so the process keeps one OpenMP runtime. Vectorisation uses GCC/Clang vector extensions of one register's width (kernels.h),
-so the kernels run at the same speed per instruction on AVX2-only and AVX-512 CPUs (issue 18).
+already loaded, so the process keeps one OpenMP runtime. Vectorisation uses GCC/Clang vector
+extensions of one register's width (kernels.h), so the kernels run at the same speed per
+instruction on AVX2-only and AVX-512 CPUs (issue 18).
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from skyfall_core.jobfolder import FINAL_FILES, JobDir
+
 MAX_POINTS = 100_000
 DSM_SAMPLES = 64  # pickable DSM samples per side (at most)
 TILE_HOST = ("basemaps.cartocdn.com", 443)
@@ -162,7 +164,7 @@ def scale_and_north(bounds: tuple[float, float, float, float]) -> dict[str, Any]
 
 # ----------------------------------------------------------------------------- readers
 def find_dsm(final: Path) -> Path | None:
-    for name in ("dsm.cog.tif", "dsm.tif"):
+    for name in (FINAL_FILES["dsm_cog"][0], FINAL_FILES["dsm"][0]):
         if (final / name).is_file():
             return final / name
     return None
@@ -172,7 +174,7 @@ def read_hillshade(final: Path) -> Bitmap | None:
     """The hillshade PNG with the corners of its DSM grid (the PNG has the DSM's shape)."""
     import rasterio
 
-    png, dsm = final / "dsm_hillshade.png", find_dsm(final)
+    png, dsm = final / FINAL_FILES["hillshade"][0], find_dsm(final)
     if not png.is_file() or dsm is None:
         return None
     with rasterio.open(dsm) as ds:
@@ -210,7 +212,7 @@ def splat_points(final: Path, limit: int = MAX_POINTS) -> tuple[dict[str, np.nda
     count and the source file name: the LAZ (UTM, its CRS), else scene.ply with georef.json."""
     from pyproj import Transformer
 
-    laz = final / "splat_points.laz"
+    laz = final / FINAL_FILES["laz"][0]
     if laz.is_file():
         import laspy
 
@@ -220,7 +222,7 @@ def splat_points(final: Path, limit: int = MAX_POINTS) -> tuple[dict[str, np.nda
         crs = las.header.parse_crs()
         epsg = crs.to_2d().to_epsg() if crs is not None else None
         if epsg is None:
-            georef = json.loads((final / "georef.json").read_text())
+            georef = json.loads((final / FINAL_FILES["georef"][0]).read_text())
             epsg = int(georef.get("origin", georef)["utm_epsg"])
         lon, lat = Transformer.from_crs(f"EPSG:{epsg}", "EPSG:4326", always_xy=True).transform(
             np.asarray(las.x)[idx], np.asarray(las.y)[idx])
@@ -230,7 +232,7 @@ def splat_points(final: Path, limit: int = MAX_POINTS) -> tuple[dict[str, np.nda
         pts = {"lon": np.asarray(lon), "lat": np.asarray(lat), "h": np.asarray(las.z)[idx]}
         pts.update(r=rgb[:, 0].astype(np.uint8), g=rgb[:, 1].astype(np.uint8), b=rgb[:, 2].astype(np.uint8))
         return pts, n, laz.name
-    ply, georef_path = final / "scene.ply", final / "georef.json"
+    ply, georef_path = final / FINAL_FILES["ply"][0], final / FINAL_FILES["georef"][0]
     if ply.is_file() and georef_path.is_file():
         from plyfile import PlyData
 
@@ -315,7 +317,7 @@ def scene_footprints(scene_paths: list[str]) -> list[tuple[str, dict[str, Any]]]
 def load_map_data(job_dir: Path, *, aoi: dict[str, Any] | None, scenes: list[str],
                   truth: Path | None = None, max_points: int = MAX_POINTS) -> MapData:
     """Everything the Map page draws for the job in ``job_dir`` (read from ``final/``)."""
-    final = Path(job_dir) / "final"
+    final = JobDir(Path(job_dir)).final
     data = MapData()
     if aoi:
         data.aoi = aoi.get("geometry", aoi) if aoi.get("type") == "Feature" else aoi

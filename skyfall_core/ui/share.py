@@ -66,14 +66,16 @@ def job_splat(job_dir: Path) -> tuple[Path, str] | None:
     found = JobDir(Path(job_dir)).web_splat()
     if found is not None:
         return found
-    legacy = Path(job_dir) / "final" / "scene.splat"
+    legacy = JobDir(Path(job_dir)).final / "scene.splat"  # written by releases before the .spz
     return (legacy, "splat") if legacy.is_file() else None
 
 
 def job_georef(job_dir: Path) -> dict[str, float] | None:
     """The ENU origin {lat, lon, h} of ``final/georef.json`` (the pipeline's ``{"origin": ...}``
     layout or a flat one); None when missing or unreadable (the viewer then shows ENU only)."""
-    path = Path(job_dir) / "final" / "georef.json"
+    from skyfall_core.jobfolder import JobDir
+
+    path = JobDir(Path(job_dir)).final_file("georef")
     try:
         doc = json.loads(path.read_text())
         origin = doc.get("origin", doc)
