@@ -5,9 +5,9 @@ import json
 import streamlit as st
 
 from skyfall_core.errors import SkyfallError
+from skyfall_core.jobfolder import FINAL_FILES
 from skyfall_core.ui.components import job_camera
 from skyfall_core.ui.frame import page_guard
-from skyfall_core.ui.jobs import FINAL_FILES, final_outputs
 from skyfall_core.ui.outputs import rounds_zip
 from skyfall_core.ui.share import ShareCamera, job_georef, job_splat, round_cameras, viewer_page_html
 from skyfall_core.ui.state import get_config
@@ -21,7 +21,7 @@ cfg = get_config()
 info = picked_job_or_stop("final", "viewer_job", "No job has exported a splat yet. Finished jobs appear here.")
 job_id = info.id
 
-outs = final_outputs(info.dir)
+outs = info.folder.final_outputs()
 splat = job_splat(info.dir)
 georef = job_georef(info.dir)
 view_col, side = st.columns([5, 2], gap="medium")  # downloads wide enough for their labels

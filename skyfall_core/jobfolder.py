@@ -68,8 +68,6 @@ class BrokenJobError(JobError):
     """A job folder or its job.json is missing or unreadable."""
 
 
-JobFolderError = BrokenJobError
-
 
 def check_job_id(job_id: str) -> str:
     """A job id safe to use as a folder name (no path separators, no dots)."""
@@ -225,19 +223,19 @@ class JobMeta:
 
 
 def load_job(folder: str | Path) -> JobMeta:
-    """The :class:`JobMeta` of a job folder; :class:`JobFolderError` naming job.json when unreadable."""
+    """The :class:`JobMeta` of a job folder; :class:`BrokenJobError` naming job.json when unreadable."""
     jd = JobDir(Path(folder))
     try:
         data = json.loads(jd.job_json.read_text())
     except FileNotFoundError:
-        raise JobFolderError("the job has no job.json", path=jd.job_json,
+        raise BrokenJobError("the job has no job.json", path=jd.job_json,
                              fix="the folder is not a job (or is still being created); delete it from the Jobs page") \
             from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise JobFolderError(f"job.json cannot be read ({exc})", path=jd.job_json,
+        raise BrokenJobError(f"job.json cannot be read ({exc})", path=jd.job_json,
                              fix="restore job.json from a backup, or delete the job") from None
     if not isinstance(data, dict):
-        raise JobFolderError("job.json is not a JSON object", path=jd.job_json, fix="delete the job")
+        raise BrokenJobError("job.json is not a JSON object", path=jd.job_json, fix="delete the job")
     return JobMeta(id=jd.root.name, dir=jd.root, name=str(data.get("name") or jd.root.name),
                    created=str(data.get("created") or ""), preset=str(data.get("preset") or ""),
                    parent=data.get("parent"), scenes=tuple(data.get("scenes") or ()),

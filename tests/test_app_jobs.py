@@ -8,15 +8,8 @@ import pytest
 
 from skyfall_core.config import config_from_dict, load_config
 from skyfall_core.errors import SkyfallError
-from skyfall_core.ui.jobs import (
-    Jobs,
-    check_overrides,
-    final_outputs,
-    list_rounds,
-    read_job,
-    summarise_events,
-    web_splat,
-)
+from skyfall_core.jobfolder import JobDir, load_job
+from skyfall_core.ui.jobs import Jobs, check_overrides, list_rounds, summarise_events
 from skyfall_core.ui.outputs import camera_list, camera_summary, refiner_label, rounds_zip, timing_table
 from skyfall_core.ui.reconstruct import FormValues, build_overrides, parse_advanced, schedule_from_rows, schedule_rows
 
@@ -60,7 +53,7 @@ def test_summarise_events_stages_eta_and_losses():
 
 def test_a_real_job_reads_back_through_the_contract(tiny_job):
     """The app's readers on a folder the pipeline wrote (not a hand-made one)."""
-    spec = read_job(tiny_job)
+    spec = load_job(tiny_job)
     s2 = spec.stage2
     assert spec.elevations == [float(e) for e in s2["elevations_deg"]] and spec.refiner["is_diffusion"] is False
     rounds = list_rounds(tiny_job)
@@ -68,9 +61,9 @@ def test_a_real_job_reads_back_through_the_contract(tiny_job):
     assert [(r.index, r.elevation, len(r.pairs)) for r in rounds] == \
         [(k, float(e), n_views) for k, e in enumerate(s2["elevations_deg"])]
     assert all(b is not None and a is not None for r in rounds for b, a in r.pairs)
-    outs = final_outputs(tiny_job)
+    outs = JobDir(tiny_job).final_outputs()
     assert {"spz", "compressed", "ply", "dsm", "dsm_cog", "laz", "tileset", "georef", "preview"} <= set(outs)
-    assert web_splat(tiny_job) == (outs["spz"], "spz")
+    assert JobDir(tiny_job).web_splat() == (outs["spz"], "spz")
     cams = camera_list(rounds[0].cameras)
     s = camera_summary(cams[1])  # the round's second azimuth
     size = s2["image_size"]
@@ -90,7 +83,7 @@ def test_jobs_facade_lists_progresses_and_deletes_with_the_job_manager(cfg, tiny
     ws = cfg.workspace_root
     copy_real_job(tiny_job, ws, "20260101-000000-a")
     copy_real_job(tiny_job, ws, "20260101-000100-b", rounds_done=1, status="failed")
-    n_rounds = len(read_job(tiny_job).elevations)
+    n_rounds = len(load_job(tiny_job).elevations)
     jobs = Jobs(cfg)
     assert jobs.ids() == ["20260101-000100-b", "20260101-000000-a"]  # newest first
     a, b = jobs.progress("20260101-000000-a"), jobs.progress("20260101-000100-b")

@@ -8,9 +8,9 @@ import math
 import pytest
 
 from skyfall_core.jobfolder import (
+    BrokenJobError,
     EventLog,
     JobDir,
-    JobFolderError,
     check_job_id,
     load_job,
     read_events,
@@ -42,11 +42,11 @@ def test_cancel_request_is_a_file(tmp_path):
 def test_load_job_names_job_json_and_the_fix(tmp_path):
     folder = tmp_path / "j"
     folder.mkdir()
-    with pytest.raises(JobFolderError) as err:
+    with pytest.raises(BrokenJobError) as err:
         load_job(folder)
     assert str(folder / "job.json") in err.value.message and "Fix:" in err.value.message
     (folder / "job.json").write_text("{not json")
-    with pytest.raises(JobFolderError, match="cannot be read"):
+    with pytest.raises(BrokenJobError, match="cannot be read"):
         load_job(folder)
 
 

@@ -94,8 +94,8 @@ def backend_agreement(params: dict[str, torch.Tensor], views: list, *, test: tup
     (logit), colors [N, 3]."""
     rows = []
     for view in views:
-        gen = torch.Generator().manual_seed(seed)
-        w = torch.rand(view.height, view.width, 3, generator=gen)
+        gen = torch.Generator().manual_seed(seed)  # host generator: both back-ends get the same weights
+        w = torch.rand(view.height, view.width, 3, generator=gen)  # moved to each back-end's device on use
         a, ga = _render_with_grads(params, view, reference[0], reference[1], w)
         b, gb = _render_with_grads(params, view, test[0], test[1], w)
         both = (a["alpha"] > 0.5) & (b["alpha"] > 0.5)

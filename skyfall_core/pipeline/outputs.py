@@ -29,19 +29,18 @@ FLYDOWN_FRAMES = 48
 FLYDOWN_SIZE = 320
 
 
-def aoi_size_m(bounds_enu) -> float:
+def _framing(bounds_enu, fov_deg: float) -> tuple[np.ndarray, float]:
+    """(AOI centre on the ground, camera distance at which the AOI's diagonal fills ~90 % of the view)."""
     x0, x1, y0, y1 = (float(b) for b in bounds_enu[:4])
-    return max(x1 - x0, y1 - y0)
+    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2, 0.0])
+    return centre, 0.5 * math.hypot(x1 - x0, y1 - y0) / math.tan(math.radians(fov_deg) / 2) / 0.9
 
 
 def compare_cameras(bounds_enu, size: int = COMPARE_SIZE, fov_deg: float = COMPARE_FOV_DEG
                     ) -> list[tuple[str, PinholeCamera, dict[str, Any]]]:
     """(name, camera, description) of the AOI's same-camera set. The oblique cameras frame the AOI
     (distance so that its diagonal fills ~90 % of the view); the top-down one covers it."""
-    x0, x1, y0, y1 = (float(b) for b in bounds_enu[:4])
-    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2, 0.0])
-    diag = math.hypot(x1 - x0, y1 - y0)
-    radius = 0.5 * diag / math.tan(math.radians(fov_deg) / 2) / 0.9
+    centre, radius = _framing(bounds_enu, fov_deg)
     out = []
     top = orbit_cameras(centre, 90.0, radius, [0.0], fov_deg, size, size)[0]
     out.append(("top", top, {"elevation_deg": 90.0, "azimuth_deg": 0.0, "radius_m": round(radius, 2)}))
@@ -57,9 +56,7 @@ def flydown_cameras(bounds_enu, n_frames: int = FLYDOWN_FRAMES, size: int = FLYD
                     elevations: tuple[float, float] = (85.0, 45.0), fov_deg: float = COMPARE_FOV_DEG
                     ) -> list[PinholeCamera]:
     """A descending half orbit: elevation from ``elevations[0]`` to ``[1]``, azimuth 0 -> 180°."""
-    x0, x1, y0, y1 = (float(b) for b in bounds_enu[:4])
-    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2, 0.0])
-    radius = 0.5 * math.hypot(x1 - x0, y1 - y0) / math.tan(math.radians(fov_deg) / 2) / 0.9
+    centre, radius = _framing(bounds_enu, fov_deg)
     cams = []
     for i in range(n_frames):
         t = i / max(n_frames - 1, 1)

@@ -149,9 +149,7 @@ def run_stage1(scene_dir: Path, job_root: Path, s: Stage1Settings, events: Event
         events.message(f"stage 1 resumed at step {trainer.step}")
     else:
         xyz, rgb = init_points(scene, s.init_points, seed)
-        model = GaussianModel.from_points(torch.tensor(xyz, dtype=torch.float32),
-                                          torch.tensor(rgb, dtype=torch.float32),
-                                          sh_degree=s.sh_degree, init_opacity=0.1)
+        model = GaussianModel.from_points(xyz, rgb, sh_degree=s.sh_degree, init_opacity=0.1, device=device)
         trainer = SplatTrainer(model, n_images, scene.scene_scale, s.iterations, settings, strategy,
                                embedding_dim=s.appearance_embedding_dim, seed=seed, device=device)
 

@@ -44,8 +44,10 @@ class View:
         device = torch.device(device)
         if self.image.device == device and self.viewmat.device == device:
             return self
-        return View(self.name, self.image.to(device, non_blocking=True), self.mask.to(device, non_blocking=True),
-                    self.viewmat.to(device), self.K.to(device), self.appearance_index)
+        async_ok = device.type == "cuda"  # a non-blocking copy to the host could be read before it lands
+        return View(self.name, self.image.to(device, non_blocking=async_ok),
+                    self.mask.to(device, non_blocking=async_ok), self.viewmat.to(device), self.K.to(device),
+                    self.appearance_index)
 
     @property
     def width(self) -> int:

@@ -270,7 +270,7 @@ def place_pipeline(pipe: Any, device: str, offload: str, *, image_size: int = 51
         return "none"
     if offload == "model":
         pipe.enable_model_cpu_offload(device=device)  # one whole component on the GPU at a time
-    elif str(device).startswith("cuda") and offload == "sequential":
+    elif offload == "sequential":
         pipe.enable_sequential_cpu_offload(device=device)  # layer by layer: least memory, slowest
     else:
         pipe.to(device)

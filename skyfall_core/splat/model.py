@@ -73,6 +73,7 @@ class GaussianModel(torch.nn.Module):
         sh_degree: int = 1,
         init_opacity: float = 0.1,
         init_scale: float = 1.0,
+        device: torch.device | str = "cpu",
     ) -> "GaussianModel":
         """Isotropic Gaussians at `points`: scale = init_scale x RMS distance to the 3 nearest
         neighbours, identity rotation, opacity `init_opacity`, SH degree 0 set from `colors`."""
@@ -94,7 +95,7 @@ class GaussianModel(torch.nn.Module):
             "sh0": rgb_to_sh0(colors_t.clamp(0.0, 1.0))[:, None, :],
             "shN": torch.zeros(N, num_sh_bases(sh_degree) - 1, 3),
         }
-        return cls(params, sh_degree=sh_degree)
+        return cls(params, sh_degree=sh_degree).to(device)  # k-NN scales are computed on the host
 
     @property
     def num_gaussians(self) -> int:

@@ -38,11 +38,6 @@ STAGE_WEIGHT = {"scene": 0.05, "stage1": 0.35, "round": 0.55, "final": 0.05}
 
 
 # ----------------------------------------------------------------------------- reading a folder
-def read_job(folder: Path) -> JobMeta:
-    """The :class:`JobMeta` of a job folder. Raises :class:`BrokenJobError` naming job.json if unreadable."""
-    return load_job(folder)
-
-
 @dataclass(frozen=True)
 class StageProgress:
     key: str  # "scene", "stage1", "round_0", ..., "final"
@@ -123,11 +118,6 @@ def job_progress(p: Progress, status: str | None = None) -> JobProgress:
                        job_eta_s=p.job_eta_s if final_status in ACTIVE else None)
 
 
-def rounds_total_of(info: JobMeta) -> int:
-    """Number of stage-2 rounds: state.json's count when the pipeline wrote one, else the schedule."""
-    return info.rounds_total
-
-
 # ----------------------------------------------------------------------------- rounds and outputs
 @dataclass(frozen=True)
 class RoundInfo:
@@ -154,16 +144,6 @@ def list_rounds(folder: Path) -> list[RoundInfo]:
                 cams = None
         out.append(RoundInfo(int(k_text), float(e_text), d, pairs, cams))
     return out
-
-
-def final_outputs(folder: Path) -> dict[str, Path]:
-    """The files of final/ that exist, by key of :data:`FINAL_FILES`."""
-    return JobDir(folder).final_outputs()
-
-
-def web_splat(folder: Path) -> tuple[Path, str] | None:
-    """(file, viewer format) of the splat to show in the browser: .spz, else compressed PLY, else PLY."""
-    return JobDir(folder).web_splat()
 
 
 # ----------------------------------------------------------------------------- the runner
@@ -204,7 +184,7 @@ class Jobs:
         return self.manager.get(job_id)
 
     def info(self, job_id: str) -> JobMeta:
-        return read_job(self.folder(job_id))
+        return load_job(self.folder(job_id))
 
     def progress(self, job_id: str) -> JobProgress:
         """The job's progress: the manager's incremental fold of events.jsonl, with the store's status."""
