@@ -3,7 +3,7 @@ DFC2019 against a truth DSM (water/unlabeled out, MAE on all pixels and on build
 
     HF_HUB_OFFLINE=1 PYTHONPATH=. .venv/bin/python benchmarks/bench_dsm_methods.py /tmp/jax_preview \\
         [--truth-dir ../shared/data/jax068/truth] [--methods expected median fusion] \\
-        [--bin-m 0.5] [--fusion-depth median] [--filters 0 5] [--json out.json]
+        [--bin-m 0.5] [--fusion-depth median] [--filters 0 5] [--floors none default 16:0.02:1] [--json out.json]
 
 The job folder needs ``scene/`` and ``checkpoints/stage1.safetensors`` (``reconstruct --stage 1``).
 Each method's DSM is written to ``JOB/eval/dsm_methods/<method>.tif``; prints a Markdown table and
@@ -13,6 +13,7 @@ JSON. "expected" is the original method (the baseline, measured in the same run)
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from skyfall_core.eval.dsm import compare_dsm
 from skyfall_core.geo.dsm import find_class_raster, read_class_raster, read_dsm, write_dsm
+from skyfall_core.pipeline import dsm_render
 from skyfall_core.pipeline.dsm_render import DSM_METHODS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,10 +31,9 @@ DEFAULT_TRUTH = REPO.parent / "shared" / "data" / "jax068" / "truth"
 
 
 def run(job: Path, truth_dir: Path, methods: list[str], bin_m: float, fusion_depth: str = "median",
-        filters: tuple[int, ...] = (0,)) -> dict:
+        filters: tuple[int, ...] = (0,), floors: tuple[tuple[float, float, float] | None, ...] = (None,)) -> dict:
     import torch
 
-    from skyfall_core.pipeline import dsm_render
     from skyfall_core.pipeline.stage1 import load_scene
     from skyfall_core.pipeline.trainer import SplatTrainer, TrainSettings
     from skyfall_core.splat.strategy import DensifyStrategy
@@ -56,14 +57,21 @@ def run(job: Path, truth_dir: Path, methods: list[str], bin_m: float, fusion_dep
         raw, corner = dsm_render.dsm_heights(splats, (x0, x1, y0, y1), 0.5, method, cameras=cameras,
                                              backend=trainer.settings.backend, bin_m=bin_m, fusion_depth=fusion_depth)
         seconds = time.perf_counter() - t0
-        for k in filters:
+        for k, fl in itertools.product(filters, floors):
             t1 = time.perf_counter()
             heights = dsm_render.median_filtered(raw, k)
-            grid = dsm_render.enu_heights_to_utm(heights, corner, 0.5, scene.frame)
             name = f"fusion_{fusion_depth}" if method == "fusion" else method
             label = f"fusion ({fusion_depth} depth per view)" if method == "fusion" else method
             if k > 1:
                 name, label = f"{name}_filter{k}", f"{label} + {k}x{k} median filter"
+            if fl is not None:
+                radius, quantile, margin = fl
+                floor = dsm_render.tie_point_floor(scene.tie_xyz, (x0, x1, y0, y1), 0.5, heights.shape,
+                                                   radius_m=radius, quantile=quantile, margin_m=margin)
+                heights = dsm_render.raised_to_floor(heights, floor)
+                name = f"{name}_floor_r{radius:g}_q{quantile:g}_m{margin:g}"
+                label = f"{label} + tie-point floor (r {radius:g} m, q {quantile:g}, margin {margin:g} m)"
+            grid = dsm_render.enu_heights_to_utm(heights, corner, 0.5, scene.frame)
             write_dsm(out_dir / f"{name}.tif", grid)
             dfc = compare_dsm(grid, truth, truth_cls=cls).to_dict()
             plain = compare_dsm(grid, truth).to_dict()  # the pre-issue-14 figure (every valid truth pixel)
@@ -75,6 +83,15 @@ def run(job: Path, truth_dir: Path, methods: list[str], bin_m: float, fusion_dep
             "fusion_depth": fusion_depth,
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
             "threads": torch.get_num_threads(), "methods": rows}
+
+
+def _floor_arg(text: str) -> tuple[float, float, float] | None:
+    if text == "none":
+        return None
+    if text == "default":
+        return dsm_render.FLOOR_RADIUS_M, dsm_render.FLOOR_QUANTILE, dsm_render.FLOOR_MARGIN_M
+    radius, quantile, margin = (float(v) for v in text.split(":"))
+    return radius, quantile, margin
 
 
 def table(result: dict) -> str:
@@ -100,12 +117,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="the per-view depth the fusion method back-projects")
     ap.add_argument("--filters", type=int, nargs="+", default=[0],
                     help="median filter sizes (pixels) to evaluate each method with; 0 = unfiltered")
+    ap.add_argument("--floors", nargs="+", default=["none"],
+                    help="tie-point floors to evaluate: 'none', 'default', or RADIUS_M:QUANTILE:MARGIN_M")
     ap.add_argument("--json", type=Path, help="also write the result here")
     args = ap.parse_args(argv)
     if not (args.truth_dir / "JAX_068_DSM.tif").exists() and not any(args.truth_dir.glob("*_DSM.tif")):
         print(f"no truth DSM in {args.truth_dir}: skipped", file=sys.stderr)
         return 0
-    result = run(args.job, args.truth_dir, args.methods, args.bin_m, args.fusion_depth, tuple(args.filters))
+    floors = tuple(_floor_arg(f) for f in args.floors)
+    result = run(args.job, args.truth_dir, args.methods, args.bin_m, args.fusion_depth, tuple(args.filters), floors)
     print(table(result))
     print(json.dumps(result, indent=1))
     if args.json:

@@ -139,3 +139,60 @@ def test_median_filter_removes_spikes_keeps_edges_and_nodata():
     raw, _ = dsm_heights(s, BOUNDS, 0.5, "median")
     filt, _ = dsm_heights(s, BOUNDS, 0.5, "median", filter_px=3)
     np.testing.assert_allclose(filt, median_filtered(raw, 3))
+
+
+# ----------------------------------------------------------------------------- tie-point floor
+def _ties(rng, x0, x1, y0, y1, z_of, n):
+    xy = np.column_stack([rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)])
+    return np.column_stack([xy, z_of(xy)])
+
+
+def test_tie_point_floor_follows_the_ground_and_roofs_and_ignores_a_few_low_mismatches():
+    from skyfall_core.pipeline.dsm_render import tie_point_floor
+
+    rng = np.random.default_rng(0)
+    bounds = (-100.0, 100.0, -100.0, 100.0)
+    ground = _ties(rng, -100, 100, -100, 100, lambda xy: 0.1 * xy[:, 0], 3000)  # a 10 % slope west -> east
+    ground = ground[~((np.abs(ground[:, 0] - 40) < 30) & (np.abs(ground[:, 1]) < 30))]  # the roof hides it
+    roof = _ties(rng, 10, 70, -30, 30, lambda xy: np.full(len(xy), 30.0), 1500)  # a 60 m roof at 30 m
+    low = np.array([[-60.0, -60.0, -80.0]])  # a mismatch far below ground (~1 in the 60 points around)
+    pts = np.concatenate([ground, roof, low])
+    floor = tie_point_floor(pts, bounds, 0.5, (400, 400), radius_m=16, quantile=0.02, margin_m=1.0)
+
+    def at(x, y):
+        return floor[int((100 - y) / 0.5), int((x + 100) / 0.5)]
+
+    # on open ground the floor is the local ground less the margin (and the low tail of the slope
+    # within the radius): it follows the slope instead of one height for the whole AOI
+    for x in (-80.0, -20.0, 80.0):
+        assert 0.1 * x - 1.0 - 1.7 <= at(x, 80.0) <= 0.1 * x - 1.0 + 0.1
+    assert at(80.0, 80.0) - at(-80.0, 80.0) > 14.0
+    assert 28.0 <= at(40.0, 0.0) <= 29.01  # the roof's middle, >16 m from the ground's tie points
+    assert at(40.0, 25.0) < 5.0  # within 16 m of the ground beside the roof: the ground's floor
+    assert -6.0 - 1.6 - 1.0 - 0.5 <= at(-60.0, -60.0) <= -6.0  # the 2 % quantile does not follow one mismatch
+    empty = tie_point_floor(pts[:3], bounds, 0.5, (400, 400))  # too few points anywhere: no floor
+    assert np.isneginf(empty).all()
+
+
+def test_dsm_heights_raises_a_pit_to_the_tie_point_floor_and_keeps_nodata():
+    from skyfall_core.pipeline.dsm_render import raised_to_floor, tie_point_floor
+
+    # the splats: ground at 0 m everywhere over 80 m; the tie points say a 12 m roof covers x > 2 m
+    bounds = (-40.0, 40.0, -40.0, 40.0)
+    s = _layer(0.0, 0.99, spacing=1.0, half=40.0)
+    rng = np.random.default_rng(1)
+    roof = _ties(rng, 2, 40, -40, 40, lambda xy: np.full(len(xy), 12.0), 800)
+    ground = _ties(rng, -40, -2, -40, 40, lambda xy: np.zeros(len(xy)), 800)
+    ties = np.concatenate([roof, ground])
+    plain, corner = dsm_heights(s, bounds, 0.5, "median")
+    floored, corner2 = dsm_heights(s, bounds, 0.5, "median", floor_points=ties)
+    assert corner == corner2
+    floor = tie_point_floor(ties, bounds, 0.5, plain.shape)
+    np.testing.assert_allclose(floored, raised_to_floor(plain, floor))
+    assert np.all(floored[np.isfinite(floored)] >= floor[np.isfinite(floored)] - 1e-5)
+    west, east = floored[8:-8, 8:60], floored[8:-8, 120:-8]  # x < -10 m and x > 20 m, inside the edges
+    assert np.nanmax(np.abs(west)) < 0.2  # nothing changes where the ground is right
+    assert 10.0 < np.nanmin(east) and np.nanmax(east) <= 12.0  # the pit under the roof: raised to roof - margin
+    h = np.array([[np.nan, -5.0], [3.0, 20.0]], dtype=np.float32)
+    out = raised_to_floor(h, np.full((2, 2), 0.0, np.float32))
+    assert np.isnan(out[0, 0]) and out[0, 1] == 0.0 and out[1, 0] == 3.0 and out[1, 1] == 20.0

@@ -22,6 +22,14 @@ Three ways to get that depth (``dsm_method``, :data:`DSM_METHODS`):
 Any of them can be median-filtered (``filter_px``; :func:`render_dsm` uses ``DEFAULT_FILTER_PX``):
 the splats' height map is noisy at the pixel scale, and a small median filter removes spikes
 without moving edges the way a mean would.
+
+Then the **tie-point floor** (``floor_points``, :func:`tie_point_floor`): the scene's tie points are
+surface points triangulated from several views, independent of the splats. No surface can lie well
+below the low tail of the tie points around it, so every cell is raised to the 2nd percentile of
+the tie-point heights within ``FLOOR_RADIUS_M`` minus ``FLOOR_MARGIN_M`` (cells with fewer than
+``FLOOR_MIN_POINTS`` tie points around them keep their height). It removes the pits a splat
+model digs where a roof is textureless or in shadow (on JAX_068 a 17 m roof between towers was
+put at ground level, 1.3 % of the pixels and a third of the squared error; BENCHMARKS.md, issue 14).
 """
 
 from __future__ import annotations
@@ -75,6 +83,52 @@ def render_height_map(render_fn, bounds_xy, resolution: float, altitude_m: float
 DSM_METHODS = ("expected", "median", "fusion")
 DEFAULT_DSM_METHOD = "fusion"  # best MAE, RMSE and completeness on JAX_068 (BENCHMARKS.md, issue 14)
 DEFAULT_FILTER_PX = 5  # median filter (pixels; 0 = off), 2.5 m: 9 px scores better on JAX_068 but is tuned on its truth
+
+
+FLOOR_RADIUS_M = 16.0  # tie points within this distance of a cell set its floor
+FLOOR_QUANTILE = 0.02  # robust low tail of their heights (a few low mismatches do not lower it)
+FLOOR_MARGIN_M = 1.0  # the floor sits this far below that tail
+FLOOR_MIN_POINTS = 5  # fewer tie points around a cell: no floor there
+FLOOR_STEP_M = 2.0  # the floor is evaluated on a grid this coarse, then read at every cell
+
+
+def tie_point_floor(points_enu: np.ndarray, bounds_xy, resolution: float, shape: tuple[int, int], *,
+                    radius_m: float = FLOOR_RADIUS_M, quantile: float = FLOOR_QUANTILE,
+                    margin_m: float = FLOOR_MARGIN_M, min_points: int = FLOOR_MIN_POINTS,
+                    step_m: float = FLOOR_STEP_M) -> np.ndarray:
+    """The lowest plausible ENU height [H, W] of each cell of the height map (``bounds_xy``'s
+    top-left corner, ``resolution`` m cells): the ``quantile`` of the heights of the tie points
+    within ``radius_m`` horizontally, minus ``margin_m``; -inf where fewer than ``min_points``.
+
+    Evaluated on a ``step_m`` grid (one neighbourhood query per coarse node) and read at each cell
+    from the nearest node, so its cost does not grow with the DSM's resolution."""
+    from scipy.spatial import cKDTree
+
+    H, W = shape
+    pts = np.asarray(points_enu, dtype=np.float64).reshape(-1, 3)
+    pts = pts[np.all(np.isfinite(pts), axis=1)]
+    floor = np.full((H, W), -np.inf, dtype=np.float32)
+    if len(pts) < min_points:
+        return floor
+    xmin, ymax = bounds_xy[0], bounds_xy[3]
+    step = max(1, int(round(step_m / resolution)))
+    rows, cols = np.arange(step // 2, H, step), np.arange(step // 2, W, step)
+    cx, cy = np.meshgrid(xmin + (cols + 0.5) * resolution, ymax - (rows + 0.5) * resolution)
+    tree = cKDTree(pts[:, :2])
+    coarse = np.full(cx.size, -np.inf)
+    for k, idx in enumerate(tree.query_ball_point(np.column_stack([cx.ravel(), cy.ravel()]), radius_m)):
+        if len(idx) >= min_points:
+            coarse[k] = np.quantile(pts[idx, 2], quantile) - margin_m
+    coarse = coarse.reshape(len(rows), len(cols))
+    ri = np.clip(np.round((np.arange(H) - step // 2) / step).astype(int), 0, len(rows) - 1)
+    ci = np.clip(np.round((np.arange(W) - step // 2) / step).astype(int), 0, len(cols) - 1)
+    floor[:] = coarse[ri][:, ci]
+    return floor
+
+
+def raised_to_floor(heights: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """``heights`` raised to ``floor`` where they lie below it (NaN stays NaN)."""
+    return np.where(np.isfinite(heights), np.maximum(heights, floor), heights).astype(np.float32)
 
 
 def median_filtered(heights: np.ndarray, size: int) -> np.ndarray:
@@ -296,24 +350,30 @@ def fused_heights(splats: Splats, cameras: list[tuple[Tensor, Tensor, int, int]]
 def dsm_heights(splats: Splats, bounds_xy, resolution: float, method: str = DEFAULT_DSM_METHOD, *,
                 cameras: list[tuple[Tensor, Tensor, int, int]] | None = None, backend: str = "auto",
                 altitude_m: float = 1e5, min_alpha: float = 0.5, bin_m: float = 0.5,
-                fusion_depth: str = "median", filter_px: int = 0) -> tuple[np.ndarray, tuple[float, float]]:
+                fusion_depth: str = "median", filter_px: int = 0, floor_points: np.ndarray | None = None
+                ) -> tuple[np.ndarray, tuple[float, float]]:
     """ENU height map [H, W] (NaN = nodata) and its top-left corner with the chosen ``method``,
-    median-filtered over ``filter_px`` pixels when > 1 (render_dsm passes DEFAULT_FILTER_PX)."""
+    median-filtered over ``filter_px`` pixels when > 1 (render_dsm passes DEFAULT_FILTER_PX), then
+    raised to the tie-point floor of ``floor_points`` (ENU [M, 3]) when given."""
     if method not in DSM_METHODS:
         raise ValueError(f"dsm_method must be one of {DSM_METHODS}, got {method!r}")
     if method == "expected":
         def render_fn(viewmat, K, w, h):
             return _Compositor(splats, viewmat, K, w, h, backend).expected_depth()
         heights, corner = render_height_map(render_fn, bounds_xy, resolution, altitude_m, min_alpha)
-        return median_filtered(heights, filter_px), corner
-    top, corner = topdown_median_heights(splats, bounds_xy, resolution, altitude_m, bin_m=bin_m, backend=backend)
-    if method == "median":
-        return median_filtered(top, filter_px), corner
-    if not cameras:
-        raise ValueError("dsm_method 'fusion' needs the training views' cameras")
-    fused, _ = fused_heights(splats, cameras, bounds_xy, resolution, min_alpha=min_alpha, backend=backend,
-                             depth=fusion_depth, bin_m=bin_m)
-    return median_filtered(np.where(np.isfinite(fused), fused, top).astype(np.float32), filter_px), corner
+    else:
+        heights, corner = topdown_median_heights(splats, bounds_xy, resolution, altitude_m, bin_m=bin_m,
+                                                 backend=backend)
+    if method == "fusion":
+        if not cameras:
+            raise ValueError("dsm_method 'fusion' needs the training views' cameras")
+        fused, _ = fused_heights(splats, cameras, bounds_xy, resolution, min_alpha=min_alpha, backend=backend,
+                                 depth=fusion_depth, bin_m=bin_m)
+        heights = np.where(np.isfinite(fused), fused, heights).astype(np.float32)
+    heights = median_filtered(heights, filter_px)
+    if floor_points is not None:
+        heights = raised_to_floor(heights, tie_point_floor(floor_points, bounds_xy, resolution, heights.shape))
+    return heights, corner
 
 
 def enu_heights_to_utm(heights: np.ndarray, corner: tuple[float, float], resolution: float,

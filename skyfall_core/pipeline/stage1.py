@@ -220,15 +220,17 @@ def write_stage1_outputs(trainer: SplatTrainer, scene_dir: Path, out_dir: Path, 
 
 
 def render_dsm(trainer: SplatTrainer, scene: SceneData, resolution: float = 0.5, method: str | None = None,
-               filter_px: int | None = None):
+               filter_px: int | None = None, tie_floor: bool = True):
     """The splats' DSM on a UTM grid covering the AOI box (see :mod:`dsm_render`); ``method`` is one
     of ``dsm_render.DSM_METHODS`` (default ``DEFAULT_DSM_METHOD``), median-filtered over
-    ``filter_px`` pixels (default ``DEFAULT_FILTER_PX``; 0 = off)."""
+    ``filter_px`` pixels (default ``DEFAULT_FILTER_PX``; 0 = off), raised to the scene's tie-point
+    floor (``tie_floor``; see :func:`dsm_render.tie_point_floor`)."""
     from skyfall_core.pipeline import dsm_render as dr
 
     cameras = [(v.viewmat, v.K, v.width, v.height) for v in scene.views]
     x0, x1, y0, y1 = scene.bounds_enu[:4]
     heights, corner = dr.dsm_heights(dr.Splats.from_model(trainer.model), (x0, x1, y0, y1), resolution,
                                      method or dr.DEFAULT_DSM_METHOD, cameras=cameras, backend=trainer.settings.backend,
-                                     filter_px=dr.DEFAULT_FILTER_PX if filter_px is None else filter_px)
+                                     filter_px=dr.DEFAULT_FILTER_PX if filter_px is None else filter_px,
+                                     floor_points=scene.tie_xyz if tie_floor and len(scene.tie_xyz) else None)
     return dr.enu_heights_to_utm(heights, corner, resolution, scene.frame)
