@@ -42,8 +42,9 @@ def run(job: Path, truth_dir: Path, methods: list[str], bin_m: float, fusion_dep
     scene = load_scene(job / "scene")
     trainer, _ = SplatTrainer.resume(job / "checkpoints" / "stage1.safetensors", len(scene.views),
                                      scene.scene_scale, 1, TrainSettings(), DensifyStrategy(), restore_optim=False)
-    truth_path = next(truth_dir.glob("*_DSM.tif"))
-    truth = read_dsm(truth_path, origin_txt=truth_path.with_suffix(".txt"), epsg=scene.frame.utm_epsg)
+    truth_path = _truth_dsm(truth_dir)
+    origin = truth_path.with_suffix(".txt")  # DFC2019 truths: a bare raster and an origin .txt
+    truth = read_dsm(truth_path, origin_txt=origin if origin.exists() else None, epsg=scene.frame.utm_epsg)
     cls_path = find_class_raster(truth_path)
     cls = read_class_raster(cls_path, truth) if cls_path else None
     splats = dsm_render.Splats.from_model(trainer.model)
@@ -85,6 +86,11 @@ def run(job: Path, truth_dir: Path, methods: list[str], bin_m: float, fusion_dep
             "threads": torch.get_num_threads(), "methods": rows}
 
 
+def _truth_dsm(truth_dir: Path) -> Path | None:
+    """A DFC2019 ``*_DSM.tif`` (JAX_068) or the bundled sample's ``dsm.tif``."""
+    return next(truth_dir.glob("*_DSM.tif"), None) or next(truth_dir.glob("dsm.tif"), None)
+
+
 def _floor_arg(text: str) -> tuple[float, float, float] | None:
     if text == "none":
         return None
@@ -121,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="tie-point floors to evaluate: 'none', 'default', or RADIUS_M:QUANTILE:MARGIN_M")
     ap.add_argument("--json", type=Path, help="also write the result here")
     args = ap.parse_args(argv)
-    if not (args.truth_dir / "JAX_068_DSM.tif").exists() and not any(args.truth_dir.glob("*_DSM.tif")):
+    if _truth_dsm(args.truth_dir) is None:
         print(f"no truth DSM in {args.truth_dir}: skipped", file=sys.stderr)
         return 0
     floors = tuple(_floor_arg(f) for f in args.floors)

@@ -80,6 +80,7 @@ class Stage1Settings(_Strict):
     opacity_reg: float = Field(10.0, ge=0)  # binary-entropy opacity regulariser weight
     opacity_reg_start: float = Field(0.5, ge=0, le=1)  # fraction of the iterations before it starts
     depth_prior_weight: float = Field(0.5, ge=0)  # 1 - Pearson on pseudo-camera depth
+    flat_reg: float = Field(0.0, ge=0)  # per metre of mean smallest scale (flat splats; issue 14 ablation)
     depth_model: str = "depth-anything/Depth-Anything-V2-Small-hf"  # id or local path
     appearance_embedding_dim: int = Field(32, ge=1)
     densify_until: int = Field(1_500, ge=0)

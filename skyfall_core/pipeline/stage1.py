@@ -103,7 +103,8 @@ def train_settings(s: Stage1Settings, backend: str) -> TrainSettings:
     return TrainSettings(lambda_dssim=s.lambda_dssim, opacity_reg=s.opacity_reg,
                          opacity_reg_start=int(s.opacity_reg_start * s.iterations),
                          opacity_reg_relax_steps=max(s.iterations // 20, 10),
-                         depth_weight=s.depth_prior_weight, max_gaussians=s.max_gaussians, backend=backend)
+                         depth_weight=s.depth_prior_weight, flat_reg=s.flat_reg, max_gaussians=s.max_gaussians,
+                         backend=backend)
 
 
 def densify_strategy(s: Stage1Settings) -> DensifyStrategy:

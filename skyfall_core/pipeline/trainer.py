@@ -65,6 +65,7 @@ class TrainSettings:
     opacity_reg_start: int = 0  # step from which the regulariser is on
     opacity_reg_relax_steps: int = 200  # after an opacity reset the regulariser is off this long
     depth_weight: float = 0.0
+    flat_reg: float = 0.0  # weight (per metre) of the mean smallest scale: pushes Gaussians to flat discs
     means_lr_final_ratio: float = 0.01  # exponential decay of the position learning rate
     max_gaussians: int = 200_000
     backend: str = "auto"
@@ -135,6 +136,10 @@ class SplatTrainer:
             ent = opacity_entropy(self.model.opacities)
             loss = loss + opa_w * ent
             losses["opacity_entropy"] = ent.detach()
+        if s.flat_reg > 0:
+            flat = self.model.scales.min(dim=-1).values.mean()
+            loss = loss + s.flat_reg * flat
+            losses["flat"] = flat.detach()
         if depth_prior is not None and s.depth_weight > 0:
             dl = pearson_depth_loss(depth, depth_prior, (alpha > 0.5) & view.mask)
             loss = loss + s.depth_weight * dl
