@@ -1,5 +1,6 @@
 """Map: a finished job on a basemap (pydeck): DSM hillshade, error vs a truth DSM, AOI, footprints,
-the splat centres in true geographic position; hover/click reads height and coordinates."""
+the splat centres in true geographic position, optionally the DSM as 3D terrain; hover/click reads
+height and coordinates."""
 
 import json
 from pathlib import Path
@@ -19,6 +20,7 @@ from skyfall_core.ui.mapview import (
     load_map_data,
     metres_per_pixel,
     scale_and_north,
+    terrain_base,
     tiles_reachable,
 )
 from skyfall_core.ui.widgets import picked_job_or_stop
@@ -72,8 +74,20 @@ available = layer_ids(data)
 shown = st.multiselect("Layers", available, default=available, format_func=LAYER_LABELS.get, key="map_layers")
 if not online and BASEMAPS[basemap] is not None:
     st.info("The basemap tile server is not reachable from here: the tiles may stay blank; the overlays are drawn.")
+exaggeration = None
+if data.terrain is not None:
+    t1, t2 = st.columns([1, 3])
+    with t1:
+        terrain_on = st.toggle("3D terrain", value=False, key="map_terrain",
+                               help="The DSM as 3D terrain with the hillshade as its texture; the view tilts "
+                                    "(right-drag or Ctrl-drag to tilt and turn it).")
+    with t2:
+        factor = st.slider("Height exaggeration", 1.0, 10.0, 1.0, 0.5, key="map_exaggeration",
+                           disabled=not terrain_on, help="Heights drawn this many times their true value, "
+                                                         "above the DSM's lowest cell.")
+    exaggeration = factor if terrain_on else None
 
-deck = build_deck(data, basemap=BASEMAPS[basemap], layers=shown, point_size=point_size)
+deck = build_deck(data, basemap=BASEMAPS[basemap], layers=shown, point_size=point_size, terrain=exaggeration)
 event = st.pydeck_chart(deck, height=560, on_select="rerun", selection_mode="single-object", key="map_deck")
 
 bounds = data.bounds()
@@ -86,6 +100,12 @@ if bounds is not None:
                f"at the opening zoom 1 px ≈ {metres_per_pixel(lat, zoom):.2f} m, "
                f"{sn['label']} ≈ {sn['length_m'] / metres_per_pixel(lat, zoom):.0f} px. "
                "Heights: metres above the WGS84 ellipsoid.")
+
+if exaggeration is not None:
+    st.caption(f"3D terrain: the DSM on a lon/lat grid of {data.terrain.size}² cells, drawn {exaggeration:g}× its "
+               f"height above its lowest cell ({terrain_base(data):.1f} m, WGS84 ellipsoid), the hillshade as its "
+               "texture; the splat centres and the AOI follow it. The flat hillshade and error layers are off in 3D. "
+               "Basemap tiles need the internet; offline the terrain and the overlays stand on a blank background.")
 
 picked = None
 if event is not None:
@@ -103,7 +123,8 @@ if data.points_total:
                f"(random subsample above {MAX_POINTS:,}), lifted by their height above the DSM's lowest cell.")
 if data.error is not None:
     e = data.error
-    st.markdown(colour_scale_html(e.limit_m), unsafe_allow_html=True)
+    if exaggeration is None:  # the error layer is drawn on the flat map only
+        st.markdown(colour_scale_html(e.limit_m), unsafe_allow_html=True)
     st.caption(f"Prediction − truth ({Path(e.truth).name}), bilinear on the truth grid, no registration shift: "
                f"mean {e.mean_m:+.2f} m · median {e.median_m:+.2f} m · MAE {e.mae_m:.2f} m · RMSE {e.rmse_m:.2f} m "
                f"over {e.valid:,} cells.")

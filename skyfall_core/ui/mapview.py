@@ -13,11 +13,17 @@ What it shows, all in true geographic position (WGS84 lon/lat, from the files' o
   older jobs) as a coloured ``PointCloudLayer``, subsampled to at most 100k points;
 - a pickable grid of DSM samples (one every few cells) so that hover/click reads the height;
 - a scale bar and a north arrow drawn *in map coordinates* (a path of exactly N metres, an arrow
-  along the meridian), so they stay right at every zoom and rotation: pydeck has neither.
+  along the meridian), so they stay right at every zoom and rotation: pydeck has neither;
+- on request, the DSM as 3D terrain (deck.gl ``TerrainLayer``, see :class:`Terrain`): the DSM
+  reprojected to a lon/lat grid and encoded as a Mapbox terrain-RGB PNG, the hillshade on the same
+  grid as its texture, heights exaggerated by a user factor above the DSM's lowest cell.
 
 Heights are metres above the WGS84 ellipsoid (as the DSM and LAZ store them). Basemap tiles
 (CARTO) need the internet; without it the deck is drawn with ``map_provider=None`` (no basemap) and
-every overlay stays. Streamlit ships deck.gl in its own frontend, so no script comes from a CDN.
+every overlay stays. Streamlit ships deck.gl in its own frontend (Streamlit 1.67: deck.gl 9.4 with
+loaders.gl 4.4.3), so no script comes from a CDN, with one exception that we close: the terrain
+mesh is built in a web worker that loaders.gl would fetch from unpkg.com; the layer is pointed at
+the copy vendored under ``static/vendor/loaders-terrain/`` (:data:`TERRAIN_WORKER`) instead.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ import numpy as np
 from skyfall_core.jobfolder import FINAL_FILES, JobDir
 
 MAX_POINTS = 100_000
+TERRAIN_SIZE = 512  # cells per side of the terrain image at most (square, a power of two: meshed by Martini)
+TERRAIN_WORKER = "loaders-terrain/terrain-worker.js"  # under static/vendor/: the loaders.gl Streamlit's deck.gl uses
+TERRAIN_RGB = {"rScaler": 6553.6, "gScaler": 25.6, "bScaler": 0.1, "offset": -10000.0}  # Mapbox terrain-RGB, metres
+TERRAIN_PITCH = 50.0  # degrees: the view's tilt when the terrain is on
 DSM_SAMPLES = 64  # pickable DSM samples per side (at most)
 TILE_HOST = ("basemaps.cartocdn.com", 443)
 BASEMAPS = {"CARTO light (internet)": "light", "CARTO dark (internet)": "dark", "None (offline)": None}
@@ -68,6 +78,62 @@ class ErrorMap:
     truth: str
 
 
+@dataclass(frozen=True)
+class Terrain:
+    """The DSM as deck.gl terrain: a terrain-RGB PNG and an RGBA texture on one lon/lat grid.
+
+    The grid is ``size`` × ``size`` cells covering ``bounds`` (W, S, E, N in degrees: the outer
+    edges of the grid, the box of the DSM's footprint); cell (row, col) holds the DSM reprojected
+    bilinearly to its centre. ``png`` stores metres above the WGS84 ellipsoid as Mapbox terrain-RGB
+    (:func:`encode_terrain_rgb`, 0.1 m steps); cells without data hold ``fill_m`` (the lowest
+    height) and are transparent in ``texture`` (the hillshade resampled onto the mesh, see
+    :meth:`layer_bounds`). ``heights`` keeps the reprojected heights (NaN: no data).
+    """
+
+    png: bytes
+    texture: bytes | None
+    bounds: tuple[float, float, float, float]
+    size: int
+    fill_m: float
+    heights: np.ndarray  # [size, size] float32, row 0 north
+
+    def cell(self) -> tuple[float, float]:
+        """(dlon, dlat) of one cell, degrees."""
+        w, s, e, n = self.bounds
+        return (e - w) / self.size, (n - s) / self.size
+
+    def layer_bounds(self) -> list[float]:
+        """The ``bounds`` to give deck.gl's TerrainLayer: the grid's, shifted half a cell east and south.
+
+        loaders.gl's terrain mesh puts pixel (col, row) of the image at ``(minX + col·dx, maxY − row·dy)``,
+        i.e. at a cell *corner* of the bounds it is given; shifting the bounds by half a cell puts
+        every height at its cell's centre. The texture is resampled onto this shifted grid, so texel
+        centres and heights line up too (the mesh's texture coordinates are ``col/size``, ``row/size``).
+        """
+        w, s, e, n = self.bounds
+        dlon, dlat = self.cell()
+        return [w + dlon / 2, s - dlat / 2, e + dlon / 2, n - dlat / 2]
+
+    def elevation_decoder(self, base_m: float = 0.0, exaggeration: float = 1.0) -> dict[str, float]:
+        """deck.gl's decoder drawing ``exaggeration · (h − base_m)`` metres: the terrain-RGB formula
+        scaled, so the PNG (true heights) stays the same whatever the factor."""
+        k = float(exaggeration)
+        return {"rScaler": TERRAIN_RGB["rScaler"] * k, "gScaler": TERRAIN_RGB["gScaler"] * k,
+                "bScaler": TERRAIN_RGB["bScaler"] * k, "offset": k * (TERRAIN_RGB["offset"] - base_m)}
+
+    def heights_at(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """The grid's height (metres, ellipsoidal) of the cell holding each lon/lat; ``fill_m``
+        outside the grid or where it has no data."""
+        w, _, _, n = self.bounds
+        dlon, dlat = self.cell()
+        col = np.floor((np.asarray(lon, float) - w) / dlon).astype(np.int64)
+        row = np.floor((n - np.asarray(lat, float)) / dlat).astype(np.int64)
+        inside = (col >= 0) & (col < self.size) & (row >= 0) & (row < self.size)
+        h = np.full(col.shape, self.fill_m, np.float64)
+        h[inside] = self.heights[row[inside], col[inside]]
+        return np.where(np.isfinite(h), h, self.fill_m)
+
+
 @dataclass
 class MapData:
     """Everything the Map page draws for one job (plain data: cacheable)."""
@@ -81,6 +147,7 @@ class MapData:
     error: ErrorMap | None = None
     aoi: dict[str, Any] | None = None  # GeoJSON geometry
     footprints: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    terrain: Terrain | None = None
     notes: list[str] = field(default_factory=list)
 
     def bounds(self) -> tuple[float, float, float, float] | None:
@@ -285,6 +352,87 @@ def error_map(pred_path: Path, truth_path: Path) -> ErrorMap | None:
                     float(np.abs(e).mean()), float(np.sqrt((e ** 2).mean())), int(ok.sum()), str(truth_path))
 
 
+# ----------------------------------------------------------------------------- terrain
+def encode_terrain_rgb(heights: np.ndarray) -> tuple[np.ndarray, float]:
+    """Heights (metres; NaN = no data) as Mapbox terrain-RGB: [H, W, 3] uint8 and the fill height.
+
+    ``h = −10000 + 0.1 · (R · 65536 + G · 256 + B)`` (:data:`TERRAIN_RGB`): 0.1 m steps, rounded to
+    the nearest (error ≤ 0.05 m) from −10 km to +1,667 km. No-data cells get the lowest valid height
+    (0 when there is none): terrain-RGB has no no-data value, and the lowest height lays those cells
+    flat on the floor of the model instead of inventing relief.
+    """
+    h = np.asarray(heights, np.float64)
+    if h.ndim != 2:
+        raise ValueError(f"heights must be [H, W], got shape {h.shape}")
+    ok = np.isfinite(h)
+    fill = float(h[ok].min()) if ok.any() else 0.0
+    code = np.rint((np.where(ok, h, fill) - TERRAIN_RGB["offset"]) / TERRAIN_RGB["bScaler"])
+    code = np.clip(code, 0, 2**24 - 1).astype(np.uint32)
+    rgb = np.stack([code >> 16, (code >> 8) & 255, code & 255], -1).astype(np.uint8)
+    return rgb, fill
+
+
+def decode_terrain_rgb(rgb: np.ndarray, decoder: dict[str, float] = TERRAIN_RGB) -> np.ndarray:
+    """deck.gl's decoding of a terrain image: ``R·rScaler + G·gScaler + B·bScaler + offset`` [H, W]."""
+    c = np.asarray(rgb)[..., :3].astype(np.float64)
+    return c[..., 0] * decoder["rScaler"] + c[..., 1] * decoder["gScaler"] + c[..., 2] * decoder["bScaler"] \
+        + decoder["offset"]
+
+
+def terrain_grid_size(width: int, height: int, limit: int = TERRAIN_SIZE) -> int:
+    """Cells per side of the terrain image: the power of two at or above the DSM's larger side, at most ``limit``."""
+    return int(min(limit, 2 ** math.ceil(math.log2(max(2, width, height)))))
+
+
+def _png(rgb_or_rgba: np.ndarray) -> bytes:
+    import cv2
+
+    code = cv2.COLOR_RGBA2BGRA if rgb_or_rgba.shape[-1] == 4 else cv2.COLOR_RGB2BGR
+    good, png = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb_or_rgba), code))
+    if not good:
+        raise ValueError("PNG encoding failed")
+    return png.tobytes()
+
+
+def read_terrain(final: Path, size_limit: int = TERRAIN_SIZE) -> Terrain | None:
+    """The job's DSM as :class:`Terrain` (None without a DSM): reprojected from its CRS (UTM) to
+    EPSG:4326 with rasterio, bilinear, NaN as no data, on a square grid over the box of its footprint;
+    the hillshade PNG (which has the DSM's grid) resampled the same way as the texture."""
+    import rasterio
+    from rasterio.transform import from_bounds
+    from rasterio.warp import Resampling, reproject, transform_bounds
+
+    dsm = find_dsm(final)
+    if dsm is None:
+        return None
+    with rasterio.open(dsm) as ds:
+        z = ds.read(1, masked=True).astype(np.float32).filled(np.nan)
+        src_transform, src_crs = ds.transform, ds.crs
+        bounds = tuple(float(v) for v in transform_bounds(src_crs, "EPSG:4326", *ds.bounds, densify_pts=21))
+        n = terrain_grid_size(ds.width, ds.height, size_limit)
+    heights = np.full((n, n), np.nan, np.float32)
+    reproject(z, heights, src_transform=src_transform, src_crs=src_crs, src_nodata=np.nan,
+              dst_transform=from_bounds(*bounds, n, n), dst_crs="EPSG:4326", dst_nodata=np.nan,
+              resampling=Resampling.bilinear)
+    rgb, fill = encode_terrain_rgb(heights)
+    terrain = Terrain(_png(rgb), None, bounds, n, fill, heights)
+    texture = None
+    shade = final / FINAL_FILES["hillshade"][0]
+    if shade.is_file():
+        import cv2
+
+        img = cv2.imread(str(shade), cv2.IMREAD_UNCHANGED)
+        if img is not None and img.shape[:2] == z.shape:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.ndim == 3 and img.shape[2] == 4 else
+                               cv2.COLOR_BGR2RGBA if img.ndim == 3 else cv2.COLOR_GRAY2RGBA)
+            out = np.zeros((4, n, n), np.uint8)  # alpha 0 outside the DSM
+            reproject(np.moveaxis(img, -1, 0), out, src_transform=src_transform, src_crs=src_crs,
+                      dst_transform=from_bounds(*terrain.layer_bounds(), n, n), dst_crs="EPSG:4326",
+                      resampling=Resampling.bilinear)
+            texture = _png(np.moveaxis(out, 0, -1))
+    return Terrain(terrain.png, texture, bounds, n, fill, heights)
+
+
 def find_truth(scene_paths: list[str]) -> Path | None:
     """A truth DSM next to the job's scenes: ``<scenes>/../truth/dsm.tif`` (the bundled sample) or a
     DFC2019-style ``*_DSM.tif`` in ``<scenes>/..`` or ``<scenes>/../truth`` (JAX)."""
@@ -336,6 +484,7 @@ def load_map_data(job_dir: Path, *, aoi: dict[str, Any] | None, scenes: list[str
         data.notes.append("No DSM in final/ (dsm.cog.tif or dsm.tif): the hillshade and error layers are off.")
     data.points, data.points_total, data.points_source = splat_points(final, max_points)
     data.footprints = scene_footprints(scenes)
+    data.terrain = read_terrain(final)
     return data
 
 
@@ -369,19 +518,69 @@ def layer_ids(data: MapData) -> list[str]:
     return ids
 
 
+def terrain_base(data: MapData) -> float:
+    """The height drawn at z = 0 in 3D (metres, ellipsoidal): the DSM's lowest cell, so the terrain
+    rests on the basemap (which has no relief of its own)."""
+    if data.dsm_range is not None:
+        return float(data.dsm_range[0])
+    return data.terrain.fill_m if data.terrain is not None else 0.0
+
+
+def terrain_layer(terrain: Terrain, base_m: float, exaggeration: float) -> Any:
+    """deck.gl's TerrainLayer of ``terrain``: drawn ``exaggeration · (h − base_m)`` metres high, the
+    hillshade as texture, its mesh built by the vendored loaders.gl worker (no CDN)."""
+    import pydeck as pdk
+
+    from skyfall_core.ui.static import vendor_url
+
+    def data_url(png: bytes) -> str:
+        return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+    url = data_url(terrain.png)
+    extra: dict[str, Any] = {}
+    if terrain.texture is not None:
+        extra["texture"] = pdk.types.String(data_url(terrain.texture))
+    else:
+        extra["color"] = [203, 213, 225]
+    return pdk.Layer("TerrainLayer", id="terrain", elevation_data=pdk.types.String(url),
+                     elevation_decoder=terrain.elevation_decoder(base_m, exaggeration),
+                     bounds=terrain.layer_bounds(), mesh_max_error=0.5,  # metres of drawn height
+                     load_options={"terrain": {"workerUrl": vendor_url(TERRAIN_WORKER)}},
+                     pickable=False, **extra)
+
+
+def _draped_ring(ring: np.ndarray, terrain: Terrain, base_m: float, exaggeration: float,
+                 per_edge: int = 64) -> list[list[float]]:
+    """A closed lon/lat ring densified and lifted onto the terrain (0.5 m above it): [[lon, lat, z]]."""
+    ring = np.asarray(ring, float)[:, :2]
+    t = np.linspace(0.0, 1.0, per_edge, endpoint=False)
+    pts = np.concatenate([a + t[:, None] * (b - a) for a, b in zip(ring[:-1], ring[1:])] + [ring[-1:]])
+    z = exaggeration * (terrain.heights_at(pts[:, 0], pts[:, 1]) - base_m) + 0.5
+    return np.c_[pts, z].tolist()
+
+
 def build_deck(data: MapData, *, basemap: str | None = "light", layers: list[str] | None = None,
-               point_size: float = 2.0) -> Any:
+               point_size: float = 2.0, terrain: float | None = None) -> Any:
     """The pydeck Deck of ``data``: ``basemap`` 'light'/'dark' (CARTO tiles, internet) or None
-    (no basemap: offline); ``layers`` the ids of :func:`layer_ids` to draw (default all)."""
+    (no basemap: offline); ``layers`` the ids of :func:`layer_ids` to draw (default all).
+
+    ``terrain``: a height exaggeration factor turns the 3D terrain on (when ``data.terrain`` exists):
+    the DSM as a TerrainLayer textured with the hillshade, the view pitched; the flat hillshade and
+    error bitmaps are then left out (the terrain would hide them), the AOI is draped on the terrain and
+    the points and DSM samples are lifted by the same factor."""
     import pandas as pd
     import pydeck as pdk
 
     show = set(layer_ids(data) if layers is None else layers)
+    k = float(terrain) if terrain is not None and data.terrain is not None else None
+    base = terrain_base(data)
     out: list[Any] = []
-    if "hillshade" in show and data.hillshade:
+    if k is not None:
+        out.append(terrain_layer(data.terrain, base, k))
+    if "hillshade" in show and data.hillshade and k is None:
         out.append(pdk.Layer("BitmapLayer", id="hillshade", image=pdk.types.String(data.hillshade.data_url()),
                              bounds=data.hillshade.corners, opacity=0.9, pickable=False))
-    if "error" in show and data.error:
+    if "error" in show and data.error and k is None:
         out.append(pdk.Layer("BitmapLayer", id="error", image=pdk.types.String(data.error.bitmap.data_url()),
                              bounds=data.error.bitmap.corners, opacity=0.7, pickable=False))
     if "footprints" in show and data.footprints:
@@ -391,22 +590,30 @@ def build_deck(data: MapData, *, basemap: str | None = "light", layers: list[str
                              stroked=True, get_line_color=[56, 189, 248, 200], line_width_min_pixels=1,
                              pickable=True))
     if "aoi" in show and data.aoi:
-        out.append(pdk.Layer("PolygonLayer", id="aoi", data=[{"name": "AOI", "polygon": data.aoi["coordinates"][0]}],
-                             get_polygon="polygon", filled=False, stroked=True, get_line_color=[249, 115, 22, 255],
-                             line_width_min_pixels=3, pickable=False))
+        if k is None:
+            out.append(pdk.Layer("PolygonLayer", id="aoi",
+                                 data=[{"name": "AOI", "polygon": data.aoi["coordinates"][0]}],
+                                 get_polygon="polygon", filled=False, stroked=True,
+                                 get_line_color=[249, 115, 22, 255], line_width_min_pixels=3, pickable=False))
+        else:
+            path = _draped_ring(np.asarray(data.aoi["coordinates"][0], float), data.terrain, base, k)
+            out.append(pdk.Layer("PathLayer", id="aoi-3d", data=[{"name": "AOI", "path": path}], get_path="path",
+                                 get_color=[249, 115, 22, 255], width_min_pixels=3, pickable=False))
+    lift = 1.0 if k is None else k
     if "points" in show and len(data.points.get("lon", ())):
         p = data.points
-        base = data.dsm_range[0] if data.dsm_range else float(np.nanmin(p["h"]))
+        base_p = data.dsm_range[0] if data.dsm_range else float(np.nanmin(p["h"]))
         df = pd.DataFrame({"lon": p["lon"], "lat": p["lat"], "h": np.round(p["h"], 2),
-                           "z": np.maximum(p["h"] - base, 0.0), "r": p["r"], "g": p["g"], "b": p["b"]})
+                           "z": lift * np.maximum(p["h"] - base_p, 0.0), "r": p["r"], "g": p["g"], "b": p["b"]})
         df["name"] = "splat centre"
         out.append(pdk.Layer("PointCloudLayer", id="points", data=df, get_position=["lon", "lat", "z"],
                              get_color=["r", "g", "b"], point_size=point_size, pickable=True))
     if "dsm-samples" in show and len(data.dsm.get("lon", ())):
         d = data.dsm
         df = pd.DataFrame({"lon": d["lon"], "lat": d["lat"], "h": np.round(d["h"], 2)})
+        df["z"] = 0.0 if k is None else k * (d["h"] - base) + 0.5  # on the terrain, not under it
         df["name"] = "DSM"
-        out.append(pdk.Layer("ScatterplotLayer", id="dsm-samples", data=df, get_position=["lon", "lat"],
+        out.append(pdk.Layer("ScatterplotLayer", id="dsm-samples", data=df, get_position=["lon", "lat", "z"],
                              get_radius=1.5, radius_min_pixels=2, get_fill_color=[255, 255, 255, 24],
                              pickable=True, auto_highlight=True))
     bounds = data.bounds()
@@ -420,7 +627,8 @@ def build_deck(data: MapData, *, basemap: str | None = "light", layers: list[str
                              get_position="at", get_text="t", get_size=15, get_color=[15, 23, 42, 255],
                              background=True, get_background_color=[255, 255, 255, 210], pickable=False))
         lon, lat = 0.5 * (bounds[0] + bounds[2]), 0.5 * (bounds[1] + bounds[3])
-        view = pdk.ViewState(longitude=lon, latitude=lat, zoom=fit_zoom(bounds), pitch=0, bearing=0)
+        view = pdk.ViewState(longitude=lon, latitude=lat, zoom=fit_zoom(bounds),
+                             pitch=0 if k is None else TERRAIN_PITCH, bearing=0)
     else:
         view = pdk.ViewState(longitude=0, latitude=0, zoom=1)
     tooltip = {"html": "<b>{name}</b><br/>h {h} m (WGS84 ellipsoid)<br/>lon {lon} · lat {lat}",
