@@ -13,7 +13,10 @@ import pytest
 from skyfall_core.errors import ConfigError
 from skyfall_core.geo.catalog import scan_scenes
 from skyfall_core.geo.stac import (
+    COSPAR_IDS,
     ITEM_COLLECTION_NAME,
+    PLATFORMS,
+    SAT_EXTENSION,
     STAC_VERSION,
     VIEW_EXTENSION,
     import_stac,
@@ -25,6 +28,7 @@ from skyfall_core.geo.stac import (
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_SCENES = REPO / "sample_aoi" / "scenes"
+SCHEMAS = REPO / "tools" / "stac-schema"  # the sat and view extension schemas, v1.0.0 (SOURCE.md there)
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 
@@ -82,6 +86,54 @@ def test_export_writes_valid_items_and_an_item_collection(sample_scenes, tmp_pat
         return
     for item in coll["features"]:  # parses as pystac Items (schema validation would need the network)
         assert pystac.Item.from_dict(item).id == item["id"]
+
+
+def _validator(name: str):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((SCHEMAS / f"{name}-v1.0.0.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def test_items_match_the_view_and_sat_extension_schemas(sample_scenes, tmp_path):
+    """The published view and sat v1.0.0 JSON schemas (vendored: no network) accept our Items; the
+    sat extension is declared, and sat: fields written, only for a known platform."""
+    view, sat = _validator("view"), _validator("sat")
+    assert view.schema["$id"].rstrip("#") == VIEW_EXTENSION and sat.schema["$id"] == SAT_EXTENSION
+    for s in sample_scenes:  # the sample's synthetic sensors (SFS1/SFS2): no sat: field, no sat extension
+        item = scene_to_item(s, tmp_path)
+        assert not list(view.iter_errors(item)), [e.message for e in view.iter_errors(item)]
+        assert SAT_EXTENSION not in item["stac_extensions"]
+        assert not any(k.startswith("sat:") for k in item["properties"])
+    for sensor in ("WV03", "PHR1A", "PNEO4", "WV110"):
+        item = scene_to_item(replace(sample_scenes[0], sensor=sensor), tmp_path)
+        props = item["properties"]
+        assert props["sat:platform_international_designator"] == COSPAR_IDS[sensor]
+        assert props["platform"] == PLATFORMS[sensor]
+        assert item["stac_extensions"] == [VIEW_EXTENSION, SAT_EXTENSION]
+        assert not list(sat.iter_errors(item)), [e.message for e in sat.iter_errors(item)]
+        assert not list(view.iter_errors(item))
+        assert "sat:orbit_state" not in props  # not in the metadata: not invented
+    # the schemas are live: they reject what we must not write
+    bad = json.loads(json.dumps(item))
+    bad["properties"]["sat:orbit_state"] = "northbound"
+    assert list(sat.iter_errors(bad))
+    bad = json.loads(json.dumps(item))
+    bad["stac_extensions"] = [VIEW_EXTENSION]
+    assert list(sat.iter_errors(bad))  # a sat: field needs the extension declared
+    bad = json.loads(json.dumps(item))
+    bad["properties"]["view:off_nadir"] = 95.0
+    assert list(view.iter_errors(bad))
+
+
+def test_cospar_ids_are_well_formed_and_cover_every_platform():
+    import re
+
+    assert set(COSPAR_IDS) == set(PLATFORMS)
+    for sensor, cospar in COSPAR_IDS.items():
+        assert re.fullmatch(r"(19[5-9]\d|20\d\d)-\d{3}[A-Z]{1,3}", cospar), (sensor, cospar)
+    assert COSPAR_IDS["WV110"] == COSPAR_IDS["WV02"]  # WorldView-2's camera
+    assert len({v for k, v in COSPAR_IDS.items() if k != "WV110"}) == len(COSPAR_IDS) - 1
 
 
 @pytest.mark.parametrize("source", ["collection", "folder", "one_item"])

@@ -8,8 +8,14 @@ Export (:func:`write_stac`): one ``<scene id>.json`` Item per usable scene and a
 - ``gsd`` (metres), the `view` extension's ``view:off_nadir`` (at the satellite),
   ``view:incidence_angle`` (the view zenith at the ground), ``view:azimuth`` (direction of the
   satellite from the ground, clockwise from north), ``view:sun_elevation``/``view:sun_azimuth``;
-  ``platform`` from the sensor when it is a known one. The `sat` extension's fields (orbit state,
-  orbit numbers) are not in the metadata the catalog reads, so they are left out;
+  ``platform`` from the sensor when it is a known one;
+- the `sat` extension's ``sat:platform_international_designator`` (the satellite's COSPAR id,
+  :data:`COSPAR_IDS`) when the sensor is a known one, and then only. ``sat:orbit_state``,
+  ``sat:absolute_orbit``, ``sat:relative_orbit`` and ``sat:anx_datetime`` are left out: none of the
+  metadata the catalog reads (tags, ``.IMD``, Sat-NeRF json, RPCs) holds the satellite's ephemeris or
+  orbit numbers, and a sun-synchronous satellite's daytime pass being descending is an assumption,
+  not metadata. The sat extension is listed in ``stac_extensions`` only when a ``sat:`` field is
+  written;
 - ``skyfall:*`` properties: what else the catalog knows (size, pixel type, sources of the
   angles and of the RPC, mean height);
 - assets: ``image`` (roles ``data``) with an href relative to the Item file, and ``rpc`` (roles
@@ -40,13 +46,20 @@ log = logging.getLogger(__name__)
 
 STAC_VERSION = "1.0.0"
 VIEW_EXTENSION = "https://stac-extensions.github.io/view/v1.0.0/schema.json"
+SAT_EXTENSION = "https://stac-extensions.github.io/sat/v1.0.0/schema.json"
 ITEM_COLLECTION_NAME = "items.json"
 EMBEDDED_RPC_SOURCES = ("GeoTIFF tags", "NITF tags", "JPEG 2000 metadata")
 IMAGE_ASSET_KEYS = ("image", "data", "visual", "analytic", "pan", "panchromatic", "ms", "multispectral")
 PLATFORMS = {"WV01": "worldview-1", "WV02": "worldview-2", "WV03": "worldview-3", "WV04": "worldview-4",
              "GE01": "geoeye-1", "QB02": "quickbird-2", "IK02": "ikonos-2", "PHR1A": "pleiades-1a",
              "PHR1B": "pleiades-1b", "PNEO3": "pleiades-neo-3", "PNEO4": "pleiades-neo-4",
-             "SPOT6": "spot-6", "SPOT7": "spot-7"}
+             "SPOT6": "spot-6", "SPOT7": "spot-7", "WV110": "worldview-2"}
+# COSPAR international designators (launch year, launch number, piece) of the sensors the catalog
+# recognises; WV110 is WorldView-2's camera, named so in some NITF headers
+COSPAR_IDS = {"IK02": "1999-051A", "QB02": "2001-047A", "WV01": "2007-041A", "GE01": "2008-042A",
+              "WV02": "2009-055A", "WV110": "2009-055A", "PHR1A": "2011-076F", "SPOT6": "2012-047A",
+              "PHR1B": "2012-068A", "WV03": "2014-048A", "SPOT7": "2014-034A", "WV04": "2016-067A",
+              "PNEO3": "2021-034A", "PNEO4": "2021-073E"}
 MEDIA_TYPES = {".tif": "image/tiff; application=geotiff", ".tiff": "image/tiff; application=geotiff",
                ".ntf": "application/vnd.nitf", ".nitf": "application/vnd.nitf", ".jp2": "image/jp2",
                ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".json": "application/json",
@@ -100,6 +113,7 @@ def scene_to_item(scene, item_dir: str | Path) -> dict[str, Any]:
         "view:sun_elevation": scene.sun_elevation,
         "view:sun_azimuth": scene.sun_azimuth,
         "platform": PLATFORMS.get(scene.sensor or ""),
+        "sat:platform_international_designator": COSPAR_IDS.get(scene.sensor or ""),
         "skyfall:sensor": scene.sensor,
         "skyfall:width": scene.width,
         "skyfall:height": scene.height,
@@ -127,10 +141,11 @@ def scene_to_item(scene, item_dir: str | Path) -> dict[str, Any]:
                                   "title": "DigitalGlobe image metadata (.IMD)", "roles": ["metadata"]}
             break
     geom = json.loads(json.dumps(mapping(scene.footprint)))
+    extensions = [VIEW_EXTENSION] + ([SAT_EXTENSION] if any(k.startswith("sat:") for k in props) else [])
     return {
         "type": "Feature",
         "stac_version": STAC_VERSION,
-        "stac_extensions": [VIEW_EXTENSION],
+        "stac_extensions": extensions,
         "id": scene.id,
         "geometry": geom,
         "bbox": list(scene.footprint.bounds),
