@@ -1,5 +1,5 @@
 """Compare: jobs with different elevation schedules side by side (same-camera renders, a slider
-between two jobs, settings and metrics, timings, rounds)."""
+between two jobs, their final splats in two linked 3D viewers, settings and metrics, timings, rounds)."""
 
 from pathlib import Path
 
@@ -17,13 +17,14 @@ from skyfall_core.ui.compare import (
     group_cameras,
     settings_table,
     stage1_psnr,
+    synced_pair,
     timing_rows,
 )
 from skyfall_core.ui.components import before_after_html
 from skyfall_core.ui.frame import page_guard
 from skyfall_core.ui.imagery import data_url
 from skyfall_core.ui.jobs import list_rounds
-from skyfall_core.ui.state import get_jobs, image_thumb
+from skyfall_core.ui.state import get_config, get_jobs, image_thumb
 from skyfall_core.ui.widgets import STATUS_ICON
 
 page_guard()  # when Streamlit started this file without app.py: rerun through app.py
@@ -76,20 +77,47 @@ except SkyfallError as exc:
     st.stop()
 labels = [names[i.id] for i in infos]
 
+
+def _pick_pair(left_col, right_col) -> tuple[int, int]:
+    """The Left and Right jobs of the slider and of the linked 3D viewers (indices into infos)."""
+    left = left_col.selectbox("Left", range(len(infos)), format_func=lambda k: labels[k], key="compare_left")
+    right = right_col.selectbox("Right", range(len(infos)), index=1, format_func=lambda k: labels[k],
+                                key="compare_right")
+    return left, right
+
+
+def _synced_3d(left_i: int, right_i: int, heading: bool = True) -> None:
+    if heading:
+        st.markdown("**Synced 3D**")
+    try:
+        pair = synced_pair(infos[left_i], infos[right_i], (labels[left_i], labels[right_i]), get_config().aoi)
+    except SkyfallError as exc:
+        st.error(exc.message)
+        return
+    if pair.html is None:
+        st.info(pair.message)
+        return
+    st.iframe(pair.html, height=540)
+    st.caption(f"Final splats: left **{labels[left_i]}**, right **{labels[right_i]}**, in one AOI's local ENU; the "
+               "two cameras move together (drag: orbit · right-drag: pan · wheel: zoom · W/A/S/D/Q/E: fly · R: "
+               "reset; the presets of either viewer). " + pair.message)
+
+
 # ----------------------------------------------------------------------------- same cameras
 st.subheader("Same cameras")
 cams = compare_cameras([i.dir for i in infos])
 if not cams:
     st.info("These jobs share no same-camera renders yet: every finished job writes them to final/compare/ "
             "(a job still running, cancelled or from an older version has none).")
+    st.markdown("**Synced 3D**")
+    _synced_3d(*_pick_pair(*st.columns(2)), heading=False)
 else:
     missing = [lab for lab, info in zip(labels, infos, strict=True) if not JobDir(info.dir).compare.is_dir()]
     if missing:
         st.caption("No same-camera renders for: " + ", ".join(missing) + " (not finished).")
     st.markdown("**Slider between two jobs**")
     s1, s2, s3 = st.columns([2, 2, 3])
-    left_i = s1.selectbox("Left", range(len(infos)), format_func=lambda k: labels[k], key="compare_left")
-    right_i = s2.selectbox("Right", range(len(infos)), index=1, format_func=lambda k: labels[k], key="compare_right")
+    left_i, right_i = _pick_pair(s1, s2)
     cam_i = s3.selectbox("Camera", range(len(cams)), format_func=lambda k: cams[k].label, key="compare_cam")
     cam = cams[cam_i]
     a, b = cam.paths[left_i], cam.paths[right_i]
@@ -100,6 +128,7 @@ else:
         st.caption(f"{cam.label}: drag the handle; left of it **{labels[left_i]}**, right of it **{labels[right_i]}**.")
     else:
         st.caption(f"{cam.label}: one of the two jobs has no render of this camera.")
+    _synced_3d(left_i, right_i)
 
     st.markdown("**Side by side, per camera**")
     groups = group_cameras(cams)

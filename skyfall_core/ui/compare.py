@@ -1,5 +1,6 @@
 """The Compare page's logic: job names, default selection, the transposed settings table, timings,
-metrics (DSM MAE against a truth DSM, stage-1 PSNR) and the same-camera renders of ``final/compare/``.
+metrics (DSM MAE against a truth DSM, stage-1 PSNR), the same-camera renders of ``final/compare/``
+and two jobs' final splats in linked 3D viewers (:func:`synced_pair`).
 
 Every finished job renders the AOI's same-camera set into ``final/compare/`` (``top.png``,
 ``e85_a000.png`` … ``e30_a270.png``, described by ``final/compare/cameras.json``; see
@@ -9,6 +10,7 @@ Every finished job renders the AOI's same-camera set into ``final/compare/`` (``
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +108,85 @@ def group_cameras(cams: list[CompareCamera]) -> dict[str, list[CompareCamera]]:
 def matching_compare_images(folders: list[Path]) -> dict[str, list[Path | None]]:
     """{image name: [path in each job's final/compare/ or None]} for names present in at least two jobs."""
     return {c.file: list(c.paths) for c in compare_cameras(folders)}
+
+
+# ----------------------------------------------------------------------------- synced 3D
+SAME_ORIGIN_M = 1.0  # two ENU origins closer than this (horizontally) are one AOI's frame
+
+
+@dataclass(frozen=True)
+class PairFrame:
+    """How a right job's local ENU relates to a left job's, for linking their viewers' cameras."""
+
+    offset_m: tuple[float, float, float] | None  # right ENU minus left ENU of any point; None: not linked
+    reason: str = ""  # why not (offset_m None)
+
+
+def pair_frame(left: dict[str, float] | None, right: dict[str, float] | None, labels: tuple[str, str] = ("left",
+               "right"), same_origin_m: float = SAME_ORIGIN_M) -> PairFrame:
+    """Whether two jobs' splats share one local ENU frame, from their georef.json origins {lat, lon, h}
+    (:func:`skyfall_core.ui.share.job_georef`).
+
+    Every job's frame has its origin at its AOI's centre (east, north, up axes there), on the ground
+    height its own images gave (``h``). Two jobs of one AOI have the same lat/lon origin and so the
+    same axes; their ``h`` may differ (different scenes), which is a pure vertical shift: linked,
+    with ``offset_m = (0, 0, h_left - h_right)``. Origins farther apart than ``same_origin_m``
+    (different AOIs) are not linked: the same camera would look at different places (and the two
+    frames' axes turn apart with the distance). Without a georef the frame is unknown: not linked.
+    """
+    from skyfall_core.geo.frames import LocalFrame
+
+    missing = [lab for lab, g in zip(labels, (left, right), strict=True) if g is None]
+    if missing:
+        return PairFrame(None, f"No final/georef.json for {' and '.join(missing)}: without it the local frame is "
+                               "unknown, so the two cameras are not linked.")
+    frame_r = LocalFrame(right["lon"], right["lat"], right.get("h", 0.0))
+    offset = frame_r.geodetic_to_enu(left["lon"], left["lat"], left.get("h", 0.0))  # [3] left's origin, right ENU
+    apart = math.hypot(float(offset[0]), float(offset[1]))
+    if apart > same_origin_m:
+        return PairFrame(None, f"{labels[0]} and {labels[1]} are different AOIs: their local frames' origins (the "
+                               f"AOI centres) are {apart:,.0f} m apart, so one camera would show different places. "
+                               "The cameras are not linked; pick two jobs of one AOI (e.g. a job and its clones).")
+    return PairFrame((0.0, 0.0, round(float(offset[2]), 3) + 0.0))  # + 0.0: no -0.0
+
+
+@dataclass(frozen=True)
+class SyncedPair:
+    """The Compare page's linked 3D viewers of two jobs: the iframe page, or why there is none."""
+
+    html: str | None
+    message: str  # html None: why not; else a note (the height shift), may be ""
+
+
+def synced_pair(left: JobMeta, right: JobMeta, labels: tuple[str, str], aoi_settings, *,
+                height: int = 520) -> SyncedPair:
+    """Both jobs' final splats (:func:`skyfall_core.ui.share.job_splat`) in two linked viewers
+    (:func:`skyfall_core.ui.share.pair_viewer_html`), published to the app's static files, the
+    initial camera framing the left job's AOI. Raises a SkyfallError when a splat cannot be
+    published (too large to serve)."""
+    from skyfall_core.ui.components import job_camera
+    from skyfall_core.ui.share import PairSide, ShareCamera, job_georef, job_splat, pair_viewer_html, round_cameras
+    from skyfall_core.ui.static import publish_job_file
+
+    if left.id == right.id:
+        return SyncedPair(None, "Pick two different jobs as Left and Right to see them in 3D.")
+    splats = [job_splat(i.dir) for i in (left, right)]
+    missing = [lab for lab, sp in zip(labels, splats, strict=True) if sp is None]
+    if missing:
+        return SyncedPair(None, f"No final splat for {' and '.join(missing)} (not finished): nothing to show in 3D.")
+    georefs = [job_georef(i.dir) for i in (left, right)]
+    frame = pair_frame(georefs[0], georefs[1], labels)
+    if frame.offset_m is None:
+        return SyncedPair(None, frame.reason)
+    sides = [PairSide(publish_job_file(i.id, sp[0]), sp[1], lab, g, round_cameras(i.dir))
+             for i, sp, lab, g in zip((left, right), splats, labels, georefs, strict=True)]
+    position, look_at = job_camera(left.aoi, aoi_settings)
+    page = pair_viewer_html(sides[0], sides[1], camera=ShareCamera(tuple(position), tuple(look_at)),
+                            offset_m=frame.offset_m, height=height)
+    dz = frame.offset_m[2]
+    note = (f"The two jobs' ground heights (their frames' origins) differ by {abs(dz):.2f} m; the linked cameras "
+            "allow for it, so both show the same place." if abs(dz) >= 0.01 else "")
+    return SyncedPair(page, note)
 
 
 # ----------------------------------------------------------------------------- metrics

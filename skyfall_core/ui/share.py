@@ -1,4 +1,5 @@
-"""The web splat viewer pages: the Viewer page's iframe and the self-contained Share HTML file.
+"""The web splat viewer pages: the Viewer page's iframe, the Compare page's two linked viewers and
+the self-contained Share HTML file.
 
 Both run the vendored bundle ``static/vendor/splat-viewer/splat-viewer.js`` (three.js + Spark,
 ``@sparkjsdev/spark``, + ``viewer_src/splat_viewer.js``; Spark's WASM and worker are inlined in
@@ -6,6 +7,8 @@ it). They show what the pipeline writes in ``final/``: ``scene.spz`` (SPZ v3, RU
 ``scene.compressed.ply`` / ``scene.ply`` (older jobs), else a legacy ``scene.splat``
 (:func:`job_splat`, after the job folder contract), with the ENU origin of ``georef.json`` for
 the cursor's lon/lat/height (:func:`job_georef`) and the rounds' cameras as presets (:func:`round_cameras`).
+:func:`pair_viewer_html` mounts the same viewer twice in one page with their cameras linked
+(``SkyfallViewer.mountLinked``): move one, the other follows.
 
 The Share file inlines the bundle and the splat itself, base64-encoded in a
 ``<script type="application/octet-stream" id="skyfall-splat">`` block; a few lines decode it and
@@ -120,17 +123,70 @@ def viewer_options(fmt: str, camera: ShareCamera, georef: dict[str, float] | Non
             "georef": georef, "cameras": cameras or []}
 
 
+def _bundle_page(css: str, body: str, script: str) -> str:
+    """An iframe page running the vendored bundle (from the app's static files), then ``script``."""
+    return f"""<!doctype html><html><head><meta charset="utf-8"><style>
+html,body{{margin:0;height:100%;background:#0b1220}}{css}
+</style></head><body>{body}
+<script src="{vendor_url(VIEWER_BUNDLE)}"></script>
+<script>{script}</script>
+</body></html>"""
+
+
 def viewer_page_html(splat_url: str, fmt: str, *, camera: ShareCamera, georef: dict[str, float] | None = None,
                      cameras: list[dict[str, Any]] | None = None, height: int = 620) -> str:
     """The Viewer page's iframe: the vendored bundle and the splat, both from the app's static files."""
     opts = viewer_options(fmt, camera, georef, cameras)
     opts["url"] = splat_url
-    return f"""<!doctype html><html><head><meta charset="utf-8"><style>
-html,body{{margin:0;height:100%;background:#0b1220}}#viewer{{position:absolute;inset:0}}
-</style></head><body><div id="viewer" style="height:{int(height)}px"></div>
-<script src="{vendor_url(VIEWER_BUNDLE)}"></script>
-<script>window.SkyfallViewer.mount(document.getElementById("viewer"), {inline_script(json.dumps(opts))});</script>
-</body></html>"""
+    return _bundle_page("#viewer{position:absolute;inset:0}", f'<div id="viewer" style="height:{int(height)}px"></div>',
+                        f'window.SkyfallViewer.mount(document.getElementById("viewer"), '
+                        f'{inline_script(json.dumps(opts))});')
+
+
+@dataclass(frozen=True)
+class PairSide:
+    """One job of :func:`pair_viewer_html`: its published splat and what its viewer shows."""
+
+    url: str  # the splat's URL (publish_job_file)
+    fmt: str  # viewer format (job_splat)
+    label: str  # shown over the viewer (the job's name)
+    georef: dict[str, float] | None = None  # ENU origin, for the cursor readout
+    cameras: list[dict[str, Any]] | None = None  # the job's round cameras as presets (its own ENU)
+
+
+PAIR_CSS = """
+.pair{display:flex;gap:6px}
+.side{flex:1 1 0;min-width:0;display:flex;flex-direction:column}
+.label{color:#e2e8f0;font:600 13px/1.6 system-ui,sans-serif;padding:2px 8px;white-space:nowrap;overflow:hidden;
+  text-overflow:ellipsis}
+.view{position:relative;flex:1 1 auto;min-height:0}
+"""
+
+
+def pair_viewer_html(left: PairSide, right: PairSide, *, camera: ShareCamera,
+                     offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0), height: int = 520) -> str:
+    """Two viewers side by side in one iframe page, their cameras linked: the one the user moves
+    leads, the other copies its camera each time it changes (``SkyfallViewer.mountLinked``).
+
+    ``camera`` is the initial view in the left job's local ENU; ``offset_m`` is the right job's ENU
+    minus the left's for one point (:func:`skyfall_core.ui.compare.pair_frame`: zero for two jobs of
+    one AOI, a height shift when their ground heights differ), so both show the same place.
+    """
+    right_camera = ShareCamera(tuple(c + o for c, o in zip(camera.position, offset_m, strict=True)),
+                               tuple(c + o for c, o in zip(camera.look_at, offset_m, strict=True)))
+    opts = []
+    for side, cam in ((left, camera), (right, right_camera)):
+        o = viewer_options(side.fmt, cam, side.georef, side.cameras)
+        o["url"] = side.url
+        opts.append(o)
+    body = '<div class="pair" style="height:{h}px">{sides}</div>'.format(h=int(height), sides="".join(
+        f'<div class="side"><div class="label" title="{html.escape(s.label)}">{html.escape(s.label)}</div>'
+        f'<div class="view" id="viewer-{k}"></div></div>' for k, s in (("left", left), ("right", right))))
+    link = {"offsets": [[0.0, 0.0, 0.0], [float(v) for v in offset_m]]}
+    script = ('window.SkyfallViewer.mountLinked([document.getElementById("viewer-left"), '
+              f'document.getElementById("viewer-right")], {inline_script(json.dumps(opts))}, '
+              f'{inline_script(json.dumps(link))});')
+    return _bundle_page(PAIR_CSS, body, script)
 
 
 def share_html(splat: bytes, fmt: str, *, title: str, camera: ShareCamera,

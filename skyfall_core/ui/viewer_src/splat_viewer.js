@@ -11,7 +11,10 @@
 //     lookAt: [x, y, z],                // initial orbit centre
 //     georef: {lat, lon, h} | null,     // ENU origin (georef.json): the cursor readout in lon/lat/h
 //     cameras: [{name, position, lookAt, fov}],  // extra camera presets (the rounds' cameras)
+//     expose: true,                     // false: no window.skyfallViewer / skyfallViewerState (linked viewers)
 //   })
+//   window.SkyfallViewer.mountLinked([elementA, elementB], [optionsA, optionsB], {offsets})
+//     one viewer per element, their cameras moved together (see linkCameras), as window.skyfallPair
 //
 // The scene is shown in local ENU (x east, y north, z up). An .spz stores RUB (x right, y up,
 // z back = east, up, south), so its mesh is turned +90 deg about x back to ENU.
@@ -22,8 +25,9 @@
 // lon/lat and ellipsoidal height. ENU -> geodetic is exact (ENU -> ECEF by the tangent-plane
 // rotation at the origin, ECEF -> geodetic by Bowring's method, 3 iterations: < 1 mm for any
 // point within 100 km of the origin), so the readout's error is the splat's own position error.
-// The page-level state `window.skyfallViewerState` = {status: "loading"|"ready"|"error", splats,
-// error, cursor: {enu, lon, lat, h} | null, view: preset name} lets tests (and the app) follow it.
+// The viewer's state `ctx.state` = {status: "loading"|"ready"|"error", splats, error, cursor:
+// {enu, lon, lat, h} | null, view: preset name}, also the page-level `window.skyfallViewerState` of a
+// single (exposed) viewer, lets tests (and the app) follow it.
 import { SparkRenderer, SplatFileType, SplatMesh } from "@sparkjsdev/spark";
 import * as THREE from "three";
 import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
@@ -33,8 +37,9 @@ const WGS84_A = 6378137.0;
 const WGS84_F = 1 / 298.257223563;
 const WGS84_E2 = WGS84_F * (2 - WGS84_F);
 
-function setState(patch) {
-  window.skyfallViewerState = Object.assign(window.skyfallViewerState || {}, patch);
+function setState(ctx, patch) {
+  Object.assign(ctx.state, patch);
+  if (ctx.expose) window.skyfallViewerState = Object.assign(window.skyfallViewerState || {}, patch);
 }
 
 // ----------------------------------------------------------------------------- geodesy
@@ -120,7 +125,7 @@ function applyView(ctx, view) {
   else camera.fov = ctx.defaultFov;
   camera.updateProjectionMatrix();
   controls.update();
-  setState({ view: view.name });
+  setState(ctx, { view: view.name });
 }
 
 function toolbar(element, ctx) {
@@ -214,7 +219,7 @@ function installCursor(ctx, element, readout, georef) {
     return out;
   }
   function show(hit) {
-    setState({ cursor: hit });
+    setState(ctx, { cursor: hit });
     if (!hit) { readout.textContent = georef ? "cursor: —" : "cursor: — (no georef.json: ENU only)"; return; }
     const [e, n, u] = hit.enu;
     readout.textContent = (georef
@@ -243,12 +248,16 @@ function mount(element, options) {
   const fileType = FILE_TYPES[opts.format];
   if (fileType === undefined) throw new Error(`SkyfallViewer.mount: unknown format ${opts.format}`);
   if (getComputedStyle(element).position === "static") element.style.position = "relative";
-  const status = box(element, "left:8px;bottom:8px;pointer-events:none;max-width:calc(100% - 80px)");
-  status.className = "skyfall-viewer-status";
-  const readout = box(element, "left:8px;bottom:34px;pointer-events:none");
+  const ctx = { element, state: {}, expose: opts.expose !== false, mesh: null, defaultFov: 50 };
+  // the cursor readout over the status line, stacked (either may wrap in a narrow viewer)
+  const corner = box(element, "left:8px;bottom:8px;padding:0;background:none;pointer-events:none;" +
+    "max-width:calc(100% - 80px);display:flex;flex-direction:column;align-items:flex-start;gap:4px");
+  const readout = box(corner, "position:static");
   readout.className = "skyfall-viewer-cursor";
+  const status = box(corner, "position:static");
+  status.className = "skyfall-viewer-status";
   status.textContent = "Loading splat…";
-  setState({ status: "loading", error: null, splats: 0, cursor: null, view: "Home" });
+  setState(ctx, { status: "loading", error: null, splats: 0, cursor: null, view: "Home" });
 
   const width = element.clientWidth || 640, height = element.clientHeight || 480;
   const renderer = new THREE.WebGLRenderer({ antialias: false, preserveDrawingBuffer: true });
@@ -264,10 +273,9 @@ function mount(element, options) {
   const controls = new OrbitControls(camera, renderer.domElement);
   controls.enableDamping = false;
   controls.screenSpacePanning = true;
-  const ctx = { renderer, scene, camera, controls, spark, mesh: null, defaultFov: 50 };
+  Object.assign(ctx, { renderer, scene, camera, controls, spark });
   const home = { name: "Home", title: "the initial view (R)", position: opts.position, lookAt: opts.lookAt };
   applyView(ctx, home);
-  setState({ view: "Home" });
   const fly = installFlyKeys(ctx, element, home);
   const cursor = installCursor(ctx, element, readout, opts.georef || null);
   const arrow = northArrow(element);
@@ -315,13 +323,13 @@ function mount(element, options) {
       const bounds = mesh.getBoundingBox(true).applyMatrix4(mesh.matrixWorld);
       fillToolbar(ctx, [home, ...presetsFor(bounds, opts.cameras)]);
       status.textContent = `${n.toLocaleString()} splats · drag orbit · right-drag pan · wheel zoom · WASD/QE fly · R reset`;
-      setState({ status: "ready", splats: n,
+      setState(ctx, { status: "ready", splats: n,
                  bounds: { min: bounds.min.toArray(), max: bounds.max.toArray() } });
     })
     .catch((err) => {
       status.textContent = `Cannot show the splat: ${err && err.message ? err.message : err}`;
       status.style.background = "rgba(127,29,29,.9)";
-      setState({ status: "error", error: String(err && err.message ? err.message : err) });
+      setState(ctx, { status: "error", error: String(err && err.message ? err.message : err) });
     });
   ctx.setView = (name) => {
     const all = presetsFor(mesh.getBoundingBox(true).applyMatrix4(mesh.matrixWorld), opts.cameras);
@@ -329,8 +337,72 @@ function mount(element, options) {
     if (!v) throw new Error(`no camera preset ${name}`);
     applyView(ctx, v);
   };
-  window.skyfallViewer = ctx;  // tests and the console: setView(name), pickAt(x, y)
+  if (ctx.expose) window.skyfallViewer = ctx;  // tests and the console: setView(name), pickAt(x, y)
   return ctx;
+}
+
+// ----------------------------------------------------------------------------- linked cameras
+/** The camera of a viewer as plain arrays (scene metres, the viewer's own local ENU). */
+function cameraState(ctx) {
+  return { position: ctx.camera.position.toArray(), quaternion: ctx.camera.quaternion.toArray(),
+           target: ctx.controls.target.toArray(), up: ctx.camera.up.toArray(), fov: ctx.camera.fov };
+}
+
+/**
+ * Move the cameras of several viewers together. One camera is the source of truth: the viewer the
+ * user last touched (pointer, wheel or key, caught before its controls see it) leads, and on every
+ * change of its camera (orbit, pan, zoom, fly keys, presets, reset) the others copy its position,
+ * orientation, orbit target and field of view. `offsets[i]` is what viewer i's local ENU adds to
+ * the first viewer's coordinates of one point (two jobs of one AOI whose ground heights differ:
+ * [0, 0, h_first - h_i]); null: all zero.
+ */
+function linkCameras(viewers, offsets) {
+  const shift = viewers.map((_, i) => new THREE.Vector3().fromArray((offsets && offsets[i]) || [0, 0, 0]));
+  const delta = new THREE.Vector3();
+  let leader = 0, copying = false;
+  function copyFrom(i) {
+    const src = viewers[i];
+    copying = true;
+    try {
+      viewers.forEach((dst, j) => {
+        if (j === i) return;
+        delta.copy(shift[j]).sub(shift[i]);
+        dst.camera.position.copy(src.camera.position).add(delta);
+        dst.controls.target.copy(src.controls.target).add(delta);
+        dst.camera.up.copy(src.camera.up);
+        dst.camera.quaternion.copy(src.camera.quaternion);
+        if (dst.camera.fov !== src.camera.fov) {
+          dst.camera.fov = src.camera.fov;
+          dst.camera.updateProjectionMatrix();
+        }
+        dst.controls.update();  // its "change" comes back here while copying: ignored
+      });
+    } finally {
+      copying = false;
+    }
+  }
+  viewers.forEach((v, i) => {
+    for (const type of ["pointerdown", "wheel", "keydown"]) {
+      v.element.addEventListener(type, () => { leader = i; }, { capture: true, passive: true });
+    }
+    v.controls.addEventListener("change", () => { if (!copying && i === leader) copyFrom(i); });
+  });
+  copyFrom(leader);
+  return {
+    viewers,
+    leader: () => leader,
+    cameras: () => viewers.map(cameraState),
+    states: () => viewers.map((v) => Object.assign({}, v.state)),
+  };
+}
+
+/** One viewer per element (options[i]), their cameras linked (linkCameras); also window.skyfallPair. */
+function mountLinked(elements, options, link) {
+  if (elements.length !== options.length) throw new Error("SkyfallViewer.mountLinked: one options object per element");
+  const viewers = elements.map((el, i) => mount(el, Object.assign({}, options[i], { expose: false })));
+  const pair = linkCameras(viewers, link && link.offsets);
+  window.skyfallPair = pair;  // tests and the console: cameras(), states(), leader()
+  return pair;
 }
 
 function base64ToArrayBuffer(base64) {
@@ -340,4 +412,4 @@ function base64ToArrayBuffer(base64) {
   return bytes.buffer;
 }
 
-window.SkyfallViewer = { mount, base64ToArrayBuffer, enuToGeodetic, version: "2-spark" };
+window.SkyfallViewer = { mount, mountLinked, linkCameras, base64ToArrayBuffer, enuToGeodetic, version: "2-spark" };
