@@ -8,7 +8,11 @@
 # module and starts its worker from a Blob URL of inlined source, so the bundle needs no other file:
 # it runs from the app's static files and inlined in a Share HTML opened from file://.
 # Only map tiles may come from the internet; the maps have a tile-less fallback.
-# The pydeck map page loads deck.gl from pydeck's own bundled copy (see skyfall_core/ui/mapview.py).
+# The pydeck map page draws with the deck.gl in Streamlit's own frontend; its 3D terrain builds the
+# mesh in a loaders.gl web worker that deck.gl would fetch from unpkg.com, so that worker is vendored
+# here too (loaders-terrain/), at the version of the loader in Streamlit's bundle:
+# tests/test_app_map.py reads that version from the installed Streamlit and compares it with
+# VERSIONS.json. After a Streamlit upgrade that changes it, set LOADERS_TERRAIN and re-run.
 #
 # Usage: scripts/vendor_js.sh            (needs node >= 18 and npm with access to the npm registry)
 # Re-run it after changing a version below or the viewer source, then commit static/vendor/.
@@ -21,6 +25,7 @@ LEAFLET_DRAW=1.0.4
 THREE=0.180.0       # Spark 2.2 needs three >= 0.180 and is built and tested against 0.180
 SPARK=2.2.0         # @sparkjsdev/spark
 ESBUILD=0.28.2      # build tool only, not shipped
+LOADERS_TERRAIN=4.4.3  # @loaders.gl/terrain (MIT): the worker of Streamlit 1.67's deck.gl 9.4 TerrainLayer
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="$REPO/static/vendor"
@@ -43,8 +48,8 @@ else
   cp package-lock.json "$LOCK"
 fi
 
-rm -rf "$OUT/leaflet" "$OUT/leaflet-draw" "$OUT/splat-viewer"
-mkdir -p "$OUT/leaflet/images" "$OUT/leaflet-draw/images" "$OUT/splat-viewer"
+rm -rf "$OUT/leaflet" "$OUT/leaflet-draw" "$OUT/splat-viewer" "$OUT/loaders-terrain"
+mkdir -p "$OUT/leaflet/images" "$OUT/leaflet-draw/images" "$OUT/splat-viewer" "$OUT/loaders-terrain"
 cp node_modules/leaflet/dist/leaflet.js node_modules/leaflet/dist/leaflet.css "$OUT/leaflet/"
 cp node_modules/leaflet/dist/images/*.png "$OUT/leaflet/images/"
 cp node_modules/leaflet/LICENSE "$OUT/leaflet/LICENSE"
@@ -66,11 +71,17 @@ fi
   cat node_modules/@sparkjsdev/spark/LICENSE; echo; echo "---- fflate (a dependency of Spark) ----";
   cat node_modules/fflate/LICENSE; } > "$OUT/splat-viewer/LICENSE"
 
+# the terrain worker: a prebuilt file of the package (not part of the bundle, so not in the lock file)
+mkdir -p terrain && (cd terrain && npm pack --silent "@loaders.gl/terrain@$LOADERS_TERRAIN" >/dev/null \
+  && tar xzf loaders.gl-terrain-"$LOADERS_TERRAIN".tgz)
+cp terrain/package/dist/terrain-worker.js terrain/package/LICENSE "$OUT/loaders-terrain/"
+
 node -e '
 const fs = require("fs"), crypto = require("crypto"), path = require("path");
 const out = process.argv[1];
 const pkgs = ["leaflet", "leaflet-draw", "three", "@sparkjsdev/spark", "fflate"];
 const versions = Object.fromEntries(pkgs.map(p => [p, require(`./node_modules/${p}/package.json`).version]));
+versions["@loaders.gl/terrain"] = require("./terrain/package/package.json").version;
 const files = {};
 (function walk(d) { for (const f of fs.readdirSync(d).sort()) { const p = path.join(d, f);
   if (fs.statSync(p).isDirectory()) walk(p);

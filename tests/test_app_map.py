@@ -280,16 +280,18 @@ def test_terrain_grid_size_and_worker_version():
     assert [terrain_grid_size(w, h) for w, h in ((600, 600), (200, 160), (3, 2), (64, 64), (5000, 10))] == \
         [512, 256, 4, 64, 512]
     vendor = REPO / "static" / "vendor"
-    meta = json.loads((vendor / "loaders-terrain" / "VERSION.json").read_text())
+    manifest = json.loads((vendor / "VERSIONS.json").read_text())
+    meta = manifest["files"][TERRAIN_WORKER]
     blob = (vendor / TERRAIN_WORKER).read_bytes()
     assert meta["bytes"] == len(blob) and meta["sha256"] == hashlib.sha256(blob).hexdigest()
+    meta["version"] = manifest["versions"]["@loaders.gl/terrain"]
     bundles = sorted((Path(st.__file__).parent / "static" / "static" / "js").glob("DeckGlJsonChart*.js"))
     assert bundles, "Streamlit's deck.gl bundle not found: check TerrainLayer support and the worker version"
     text = bundles[0].read_text(errors="replace")
     assert "TerrainLayer" in text
     found = re.search(r"name:`Terrain`,id:`terrain`,module:`terrain`,version:`([0-9.]+)`", text)
     assert found, "the terrain loader's version is not where it was in Streamlit's bundle: check it by hand"
-    assert found.group(1) == meta["version"], "re-vendor the worker: scripts/vendor_terrain_worker.sh"
+    assert found.group(1) == meta["version"], "re-vendor the worker: LOADERS_TERRAIN in scripts/vendor_js.sh"
 
 
 def test_viewer_and_share_use_the_pipelines_spz(map_env):
