@@ -23,13 +23,14 @@ run: $(STAMP)
 
 # The browser end-to-end test drives Debian's chromium (/usr/bin/chromium; never a downloaded browser).
 # When it is missing and apt-get can install it, install it; otherwise that one test is skipped.
-# The glTF validator of the 3D Tiles test comes from npm (tools/package-lock.json); lint runs first.
+# The 3D Tiles/splat cross-check tools come from npm (tools/package-lock.json: the Khronos glTF
+# validator and PlayCanvas splat-transform); lint runs first.
 test: $(STAMP)
 	-@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji) \
 	  >/dev/null 2>&1 || echo "note: chromium could not be installed with apt-get; the browser test will be skipped"
 	-@! command -v npm >/dev/null 2>&1 || npm ci --prefix tools --no-audit --no-fund >/dev/null 2>&1 \
-	  || echo "note: npm ci --prefix tools failed; the glTF validator test will be skipped"
+	  || echo "note: npm ci --prefix tools failed; the glTF validator and splat-transform tests will be skipped"
 	$(PY) -m ruff check .
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra
 
