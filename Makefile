@@ -29,7 +29,8 @@ test: $(STAMP)
 	-@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji) \
 	  >/dev/null 2>&1 || echo "note: chromium could not be installed with apt-get; the browser test will be skipped"
-	-@! command -v npm >/dev/null 2>&1 || npm ci --prefix tools --no-audit --no-fund >/dev/null 2>&1 \
+	-@! command -v npm >/dev/null 2>&1 || test tools/node_modules/.package-lock.json -nt tools/package-lock.json \
+	  || npm ci --prefix tools --no-audit --no-fund >/dev/null 2>&1 \
 	  || echo "note: npm ci --prefix tools failed; the glTF validator and splat-transform tests will be skipped"
 	$(PY) -m ruff check .
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra
