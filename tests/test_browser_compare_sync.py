@@ -11,57 +11,26 @@ right camera keeps exactly that shift, both ways. ``SKYFALL_SCREENSHOTS=1`` save
 
 from __future__ import annotations
 
-import functools
-import html
-import http.server
+import contextlib
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures_browser import NEEDS_CHROMIUM, browser_fixture, covered, iframe_page, open_viewer, rgb, static_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(),
-                                reason=f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pip package is not installed")
+pytestmark = NEEDS_CHROMIUM
 
 REPO = Path(__file__).resolve().parents[1]
-ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist", "--no-sandbox"]
 READY = "window.skyfallPair && window.skyfallPair.states().every(s => s.status !== 'loading')"
-BACKGROUND = np.array([0x0B, 0x12, 0x20], np.float32)  # #0b1220 (RGB)
 SCREENSHOTS = os.environ.get("SKYFALL_SCREENSHOTS") == "1"
 # two WebGL canvases rendered in software: small unless the screenshot is wanted
 VIEWPORT = {"width": 1000, "height": 560} if SCREENSHOTS else {"width": 720, "height": 360}
 JOBS = (("20260101-000000-a", "high schedule"), ("20260101-000100-b", "low schedule"))
 
-
-def _rgb(png: bytes) -> np.ndarray:
-    import cv2
-
-    return cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(
-        np.float32)
-
-
-def _covered(img: np.ndarray) -> float:
-    return float((np.abs(img - BACKGROUND).sum(-1) > 30).mean())
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest's output clean
-        pass
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+browser = browser_fixture()
 
 
 @pytest.fixture()
@@ -76,7 +45,8 @@ def two_jobs(tiny_job, tmp_path):
 def serve(tmp_path):
     """serve(folders, offset_m) -> URL of a page holding the pair page of those job folders in an
     ``<iframe srcdoc>``, with the vendored bundle and the splats at /app/static/ like the app."""
-    servers = []
+    servers = contextlib.ExitStack()
+    roots: list[Path] = []
 
     def _serve(folders: list[Path], offset_m=(0.0, 0.0, 0.0)) -> str:
         import json
@@ -85,7 +55,8 @@ def serve(tmp_path):
         from skyfall_core.ui.components import job_camera
         from skyfall_core.ui.share import PairSide, ShareCamera, job_georef, job_splat, pair_viewer_html
 
-        root = tmp_path / f"www{len(servers)}"
+        root = tmp_path / f"www{len(roots)}"
+        roots.append(root)
         static = root / "app" / "static"
         shutil.copytree(REPO / "static" / "vendor", static / "vendor")
         sides = []
@@ -101,36 +72,21 @@ def serve(tmp_path):
                                load_config(REPO / "config.toml").aoi)
         page = pair_viewer_html(sides[0], sides[1], camera=ShareCamera(tuple(pos), tuple(look)), offset_m=offset_m,
                                 height=VIEWPORT["height"] - 20)
-        (root / "pair.html").write_text('<!doctype html><html><body style="margin:0">'
-                                        f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width:100%;'
-                                        f'height:{VIEWPORT["height"]}px;border:0"></iframe></body></html>')
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                                 functools.partial(_QuietHandler, directory=str(root)))
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}/pair.html"
+        (root / "pair.html").write_text(iframe_page(page, f'width:100%;height:{VIEWPORT["height"]}px;border:0'))
+        return servers.enter_context(static_server(root)) + "/pair.html"
 
-    yield _serve
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with servers:
+        yield _serve
 
 
 def _open(browser, url: str):
     """(context, the pair's iframe, page errors) once both viewers have loaded."""
-    ctx = browser.new_context(viewport=VIEWPORT)
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url)
-    frame = page.frames[1]
-    frame.wait_for_function(READY, timeout=120_000)
-    return ctx, frame, errors
+    return open_viewer(browser, url, READY, viewport=VIEWPORT, frame=True, timeout_ms=120_000)
 
 
 def _canvases(frame) -> list[np.ndarray]:
     time.sleep(1.5)  # a few frames (Spark sorts in its worker)
-    return [_rgb(frame.locator(f"#viewer-{k} canvas").screenshot()) for k in ("left", "right")]
+    return [rgb(frame.locator(f"#viewer-{k} canvas").screenshot()) for k in ("left", "right")]
 
 
 def _cameras(frame) -> list[dict]:
@@ -181,7 +137,7 @@ def test_pair_draws_both_splats_and_moves_the_cameras_together(browser, serve, t
         start = _cameras(frame)
         _assert_linked(start)
         left0, right0 = _canvases(frame)
-        assert _covered(left0) > 0.05 and _covered(right0) > 0.05  # both draw their splat
+        assert covered(left0) > 0.05 and covered(right0) > 0.05  # both draw their splat
 
         # orbit the left viewer: the right camera follows exactly and its picture changes
         _drag(frame, "left", 160, 30)
@@ -190,7 +146,7 @@ def test_pair_draws_both_splats_and_moves_the_cameras_together(browser, serve, t
         assert _moved(after_left[0], start[0]) > 1.0
         _assert_linked(after_left)
         left1, right1 = _canvases(frame)
-        assert np.abs(right1 - right0).mean() > 3.0 and _covered(right1) > 0.05
+        assert np.abs(right1 - right0).mean() > 3.0 and covered(right1) > 0.05
         # the same splat from the same camera: the two pictures agree far better than before/after the orbit
         assert np.abs(left1 - right1).mean() < 0.25 * np.abs(right1 - right0).mean()
         if SCREENSHOTS:
@@ -205,7 +161,7 @@ def test_pair_draws_both_splats_and_moves_the_cameras_together(browser, serve, t
         assert _moved(after_right[1], after_left[1]) > 1.0
         _assert_linked(after_right)
         left2, right2 = _canvases(frame)
-        assert np.abs(left2 - left1).mean() > 3.0 and _covered(left2) > 0.05
+        assert np.abs(left2 - left1).mean() > 3.0 and covered(left2) > 0.05
 
         dist = [float(np.linalg.norm(np.subtract(c["position"], c["target"]))) for c in after_right]
         frame.page.mouse.wheel(0, -400)  # the pointer is still over the right canvas: zoom in

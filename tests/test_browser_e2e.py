@@ -22,73 +22,31 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
+import fixtures_browser
 import numpy as np
 import pytest
+from fixtures_browser import JOB_TIMEOUT_S, NEEDS_CHROMIUM, SAMPLE, TINY, PlaywrightError, idle, metric, sync_api
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "sample_aoi"
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "artifacts" / "e2e"
-# tiny settings that finish in seconds on a CPU (the keys of tests/test_pipeline.py TINY)
-TINY = {"stage1.iterations": 30, "stage1.init_points": 2000, "stage1.densify_until": 20,
-        "stage2.iterations_per_round": 6, "stage2.image_size": 48, "cameras.max_image_size": 112,
-        "cameras.max_features": 1500}
 MAP_IFRAME = 'iframe[title="streamlit_folium.st_folium"]'
-VIEWPORT = {"width": 1600, "height": 1800}  # tall: Streamlit scrolls inside the page, screenshots show the viewport
-JOB_TIMEOUT_S = 600  # the tiny job takes ~20 s on 2 cores; CI machines may be much slower
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.is_file(),
-                       reason=f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium); "
-                              "the test never downloads a browser"),
+    NEEDS_CHROMIUM,
     pytest.mark.skipif(not (SAMPLE / "aoi.geojson").is_file(), reason="bundled sample_aoi/ missing"),
 ]
-sync_api = pytest.importorskip("playwright.sync_api",
-                               reason="playwright is not installed (pip install -r requirements.txt)")
-PlaywrightError = sync_api.Error
 
 
 # ------------------------------------------------------------------------------------ fixtures
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _write_config(tmp_path: Path) -> Path:
-    """config.toml with a temporary workspace and the sample's scenes (absolute path) as catalog."""
-    text = (REPO / "config.toml").read_text()
-    text = text.replace('root = "workspace"', f'root = "{tmp_path / "ws"}"', 1)
-    text = text.replace('folders = ["sample_aoi/scenes"]', f'folders = ["{SAMPLE / "scenes"}"]', 1)
-    assert str(tmp_path / "ws") in text and str(SAMPLE / "scenes") in text, "config.toml layout changed"
-    path = tmp_path / "config.toml"
-    path.write_text(text)
-    return path
-
-
-def _kill_jobs(ws: Path) -> None:
-    """SIGKILL the process groups of the workspace's job hosts and pipelines that still run."""
-    if not (ws / "jobs.sqlite").is_file():
-        return
-    from skyfall_core.jobs.local import process_alive, signal_group
-    from skyfall_core.jobs.store import JobStore
-
-    for rec in JobStore(ws).all():
-        for pid, start in ((rec.child_pid, rec.child_start), (rec.pid, rec.pid_start)):
-            if pid and process_alive(pid, start):
-                signal_group(pid, signal.SIGKILL)
+# the shared ones: the app served on a temporary workspace with the sample as catalog (killed with its jobs
+# after), and a chromium page that may reach only the app
+app, page = fixtures_browser.app, fixtures_browser.page
 
 
 @pytest.fixture()
@@ -106,76 +64,6 @@ def screens(tmp_path):
         shutil.copy2(tmp_path / "server.log", ARTIFACTS / "server.log")
 
 
-@pytest.fixture()
-def app(tmp_path):
-    """The app served by ``python -m skyfall_core serve`` on a free port; killed with its jobs after."""
-    cfg = _write_config(tmp_path)
-    ws = tmp_path / "ws"
-    port = _free_port()
-    env = {**os.environ, "SKYFALL_CONFIG": str(cfg), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "skyfall_core", "serve", "--port", str(port)], cwd=REPO,
-                            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                log = (tmp_path / "server.log").read_text()[-3000:]
-                pytest.fail(f"the app exited with code {proc.returncode}:\n{log}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                log = (tmp_path / "server.log").read_text()[-3000:]
-                pytest.fail(f"the app did not answer on {url} within 120 s:\n{log}")
-            time.sleep(0.5)
-        yield {"url": url, "ws": ws, "log": tmp_path / "server.log"}
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
-        log.close()
-        _kill_jobs(ws)
-        from skyfall_core.ui.static import unpublish_job  # the viewer published splats under static/_jobs/
-
-        for d in sorted((ws / "jobs").glob("*")) if (ws / "jobs").is_dir() else []:
-            try:
-                unpublish_job(d.name)
-            except ValueError:
-                pass
-
-
-@pytest.fixture()
-def page(app):
-    """A chromium page (headless, software WebGL) that may only reach the app itself."""
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-                                          "--ignore-gpu-blocklist", "--disable-dev-shm-usage"])
-        context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
-        local = re.compile(r"^(https?://127\.0\.0\.1[:/]|data:|blob:|about:)")
-        context.route(lambda u: not local.match(u), lambda route: route.abort())  # no internet from the test
-        context.set_default_timeout(60_000)
-        pg = context.new_page()
-        pg.errors = []
-        pg.on("pageerror", lambda exc: pg.errors.append(str(exc)))
-        try:
-            yield pg
-        finally:
-            context.close()
-            browser.close()
-
-
 # ------------------------------------------------------------------------------------ helpers
 class Shots:
     def __init__(self, folder: Path):
@@ -186,23 +74,6 @@ class Shots:
         path = self.folder / f"{self.n:02d}_{name}.png"
         target.screenshot(path=str(path))
         return path
-
-
-def _idle(pg, quiet_s: float = 1.5, timeout_s: float = 60) -> None:
-    """Wait until Streamlit has not been running a script for ``quiet_s`` (the status widget)."""
-    deadline = time.monotonic() + timeout_s
-    quiet_since = None
-    while time.monotonic() < deadline:
-        busy = pg.locator('[data-testid="stStatusWidget"]').count() > 0
-        now = time.monotonic()
-        if busy:
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = now
-        elif now - quiet_since >= quiet_s:
-            return
-        pg.wait_for_timeout(200)
-    raise AssertionError(f"the app kept running scripts for {timeout_s} s")
 
 
 def _map_frame(pg, condition: str = "true", timeout_s: float = 60):
@@ -223,11 +94,6 @@ def _map_frame(pg, condition: str = "true", timeout_s: float = 60):
             last = exc
         pg.wait_for_timeout(250)
     raise AssertionError(f"the folium map never satisfied {condition!r} ({last})")
-
-
-def _metric(pg, label: str) -> str:
-    box = pg.locator('[data-testid="stMetric"]:visible').filter(has=pg.get_by_text(label, exact=True))
-    return box.locator('[data-testid="stMetricValue"]').inner_text()
 
 
 def _nav(pg, name: str) -> None:
@@ -291,9 +157,9 @@ def test_draw_aoi_select_scenes_reconstruct_and_view_in_chromium(app, page, scre
     _nav(pg, "Area")
     pg.get_by_text("No AOI yet").wait_for()
     pg.get_by_text("None (offline)", exact=True).click()  # basemap tiles would come from the internet
-    _idle(pg)
+    idle(pg)
     handle, frame = _map_frame(pg, "!Object.values(map._layers).some(l => l instanceof L.TileLayer)")
-    _idle(pg)
+    idle(pg)
     handle, frame = _map_frame(pg, "!!document.querySelector('.leaflet-draw-draw-rectangle')")
     ring = json.loads((SAMPLE / "aoi.geojson").read_text())["features"][0]["geometry"]["coordinates"][0]
     west, east = min(c[0] for c in ring), max(c[0] for c in ring)
@@ -317,7 +183,7 @@ def test_draw_aoi_select_scenes_reconstruct_and_view_in_chromium(app, page, scre
     pg.mouse.up()
     pg.get_by_text("Source drawn").wait_for()
     pg.get_by_text(re.compile(r"10 of 10 scenes cover")).wait_for()
-    _idle(pg)
+    idle(pg)
     _map_frame(pg)
     shot(pg, "area_aoi_drawn")
     draft = load_draft(ws)
@@ -333,13 +199,13 @@ def test_draw_aoi_select_scenes_reconstruct_and_view_in_chromium(app, page, scre
     _nav(pg, "Scenes")
     auto = pg.get_by_role("button", name=re.compile("Auto-select a diverse set"))
     sync_api.expect(auto).to_be_enabled()
-    _idle(pg)
+    idle(pg)
     auto.click()
     pg.get_by_text("A good spread of views: ready to reconstruct.").wait_for()
     chosen = load_draft(ws).scenes
     assert 3 <= len(chosen) <= 8 and all(Path(p).is_file() for p in chosen)
-    assert _metric(pg, "Views") == str(len(chosen))
-    _idle(pg)
+    assert metric(pg, "Views") == str(len(chosen))
+    idle(pg)
     shot(pg, "scenes_auto_selected")
     lap("scenes")
 
@@ -353,7 +219,7 @@ def test_draw_aoi_select_scenes_reconstruct_and_view_in_chromium(app, page, scre
     code.wait_for()
     for key, value in TINY.items():
         assert f'"{key}": {value}' in code.inner_text()
-    _idle(pg)
+    idle(pg)
     shot(pg, "reconstruct_form_tiny_overrides")
     start = pg.get_by_role("button", name=re.compile("Start reconstruction"))
     sync_api.expect(start).to_be_enabled()
@@ -366,7 +232,7 @@ def test_draw_aoi_select_scenes_reconstruct_and_view_in_chromium(app, page, scre
     running_shot = False
     while True:
         try:
-            status = _metric(pg, "Status")
+            status = metric(pg, "Status")
         except PlaywrightError:
             status = ""  # the panel is between reruns
         seen.add(status.split()[-1] if status else "")
@@ -391,7 +257,7 @@ def test_draw_aoi_select_scenes_reconstruct_and_view_in_chromium(app, page, scre
     for label in ("Scene & cameras", "Stage 1 · fit to satellite views — step 30 / 30", "Round 1 · 85° elevation",
                   "Round 2 · 65° elevation", "Round 3 · 45° elevation", "Export"):
         assert any(label in t for t in texts), (label, texts)
-    _idle(pg)
+    idle(pg)
     shot(pg, "reconstruct_progress_done")
     recs = JobStore(ws).all()
     assert len(recs) == 1 and recs[0].status == "done" and recs[0].exit_code == 0
@@ -418,7 +284,7 @@ def test_draw_aoi_select_scenes_reconstruct_and_view_in_chromium(app, page, scre
         pg.mouse.click(b["x"] + 0.25 * b["width"], b["y"] + 0.5 * b["height"])
         pos = fr.evaluate("() => parseFloat(document.getElementById('ba').style.getPropertyValue('--pos'))")
         assert 15 < pos < 35, f"the before/after slider did not follow the click: --pos {pos}%"
-        assert _metric(pg, "Views") == "4" and _metric(pg, "Elevation") == tab.split("· ")[1]
+        assert metric(pg, "Views") == "4" and metric(pg, "Elevation") == tab.split("· ")[1]
         shot(pg, name)
     lap("rounds")
 

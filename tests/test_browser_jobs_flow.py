@@ -1,6 +1,6 @@
 """Issue 17 in a real browser: Compare, Clone and a reload during a run, in Debian's chromium
 (playwright) against the running app (``python -m skyfall_core serve``, the ``app`` and ``page``
-fixtures of test_browser_e2e) on real jobs.
+fixtures of fixtures_browser.py, as in test_browser_e2e) on real jobs.
 
 1. Compare: two finished copies of the session's real tiny job with different elevation schedules
    (and a cancelled one): both names, both selected by default, the schedules in the table, and
@@ -26,16 +26,16 @@ import re
 import time
 from pathlib import Path
 
+import fixtures_browser
 import numpy as np
 import pytest
-import test_browser_e2e as e2e
-from test_browser_e2e import CHROMIUM, JOB_TIMEOUT_S, SAMPLE, TINY, PlaywrightError, _idle, _metric, sync_api
+from fixtures_browser import JOB_TIMEOUT_S, NEEDS_CHROMIUM, SAMPLE, TINY, PlaywrightError, idle, metric, sync_api
 
 from fixtures_app import copy_real_job
 
-# the e2e test's fixtures: the app served on a temporary workspace (killed with its jobs after), and a
-# chromium page that may reach only the app
-app, page = e2e.app, e2e.page
+# the shared fixtures: the app served on a temporary workspace with the sample as catalog (killed with its
+# jobs after), and a chromium page that may reach only the app
+app, page = fixtures_browser.app, fixtures_browser.page
 
 REPO = Path(__file__).resolve().parents[1]
 SHOTS = REPO / "artifacts" / "screenshots"
@@ -46,9 +46,7 @@ ETA_TEXT = re.compile(r"^(\d+m \d\ds|\d+h \d\dm)$")  # fmt_seconds: a time, not 
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.is_file(),
-                       reason=f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium); "
-                              "the test never downloads a browser"),
+    NEEDS_CHROMIUM,
     pytest.mark.skipif(not (SAMPLE / "aoi.geojson").is_file(), reason="bundled sample_aoi/ missing"),
 ]
 
@@ -173,7 +171,7 @@ def test_compare_shows_both_schedules_and_every_same_camera_render_loaded(app, p
 
     pg.goto(app["url"] + "/compare")
     pg.get_by_role("heading", name="Same cameras").wait_for(timeout=120_000)
-    _idle(pg)
+    idle(pg)
     # both finished jobs are selected at first (newest first), the cancelled one is not
     tags = pg.locator('[data-testid="stMultiSelect"] [data-tag]')
     assert [t.get_attribute("aria-label") for t in tags.all()] == ["low schedule · preview · ✅ done",
@@ -221,11 +219,11 @@ def test_clone_prefills_reconstruct_and_runs_the_edited_copy_only_on_start(app, 
     pg.goto(app["url"] + "/jobs")
     clone = pg.get_by_role("button", name=re.compile("Clone"))
     clone.wait_for(timeout=120_000)
-    _idle(pg)
+    idle(pg)
     clone.click()
     pg.wait_for_url(re.compile(r"/reconstruct$"))
     pg.get_by_text("A copy of job").wait_for()
-    _idle(pg)
+    idle(pg)
     assert "A copy of job low schedule" in pg.locator('[data-testid="stAlert"]').filter(
         has_text="A copy of job").inner_text()
     assert _job_dirs(ws) == [LOW] and list(_records(ws)) == [LOW]  # nothing started
@@ -254,7 +252,7 @@ def test_clone_prefills_reconstruct_and_runs_the_edited_copy_only_on_start(app, 
     edited = [70.0, *LOW_SCHEDULE[1:]]
     _poll(pg, "the overrides after the edit", lambda: _overrides(pg).get("stage2.elevations_deg"),
           lambda v: v == edited)
-    _idle(pg)
+    idle(pg)
     _shot(pg, "clone_prefilled")
     assert _job_dirs(ws) == [LOW] and list(_records(ws)) == [LOW]  # still nothing started
 
@@ -272,7 +270,7 @@ def test_clone_prefills_reconstruct_and_runs_the_edited_copy_only_on_start(app, 
     pg.locator('[data-testid="stMarkdownContainer"] strong', has_text=re.compile(r"^low schedule \(copy\)$")) \
         .first.wait_for()
     sync_api.expect(start).to_be_disabled()
-    status = _poll(pg, "the copy's status", lambda: _metric(pg, "Status"),
+    status = _poll(pg, "the copy's status", lambda: metric(pg, "Status"),
                    lambda s: any(w in s for w in ("done", "failed", "cancelled", "interrupted")),
                    timeout_s=JOB_TIMEOUT_S)
     assert "done" in status, (status, (ws / "jobs" / new / "log.txt").read_text()[-3000:])
@@ -308,10 +306,10 @@ def test_a_reload_and_a_new_tab_show_the_running_job_with_eta_and_start_disabled
     advanced.fill(json.dumps(long_run))
     advanced.press("Control+Enter")
     _poll(pg, "the overrides", lambda: _overrides(pg), lambda o: o.get("stage1.iterations") == 100_000)
-    _idle(pg)
+    idle(pg)
     pg.get_by_role("button", name=START).click()
     pg.get_by_role("heading", name="Progress").wait_for()
-    _poll(pg, "the whole-job ETA", lambda: _metric(pg, "ETA (whole job)"), ETA_TEXT.match, timeout_s=JOB_TIMEOUT_S)
+    _poll(pg, "the whole-job ETA", lambda: metric(pg, "ETA (whole job)"), ETA_TEXT.match, timeout_s=JOB_TIMEOUT_S)
     (job_id,) = _records(ws)
     assert _records(ws)[job_id].status == "running"
 
@@ -329,9 +327,9 @@ def test_a_reload_and_a_new_tab_show_the_running_job_with_eta_and_start_disabled
         fresh.get_by_role("heading", name="Progress").wait_for(timeout=120_000)
         fresh.locator('[data-testid="stMarkdownContainer"] strong', has_text=re.compile("^long run$")).first.wait_for()
         assert job_id in fresh.locator('[data-testid="stMarkdownContainer"] code', has_text=job_id).inner_text()
-        assert "running" in _metric(fresh, "Status")
-        assert _metric(fresh, "Round") == "0 / 3"
-        eta = _poll(fresh, "the whole-job ETA", lambda f=fresh: _metric(f, "ETA (whole job)"), ETA_TEXT.match)
+        assert "running" in metric(fresh, "Status")
+        assert metric(fresh, "Round") == "0 / 3"
+        eta = _poll(fresh, "the whole-job ETA", lambda f=fresh: metric(f, "ETA (whole job)"), ETA_TEXT.match)
         assert re.search(r"Overall \d+%", " ".join(_stage_bars(fresh)))
         first = _poll(fresh, "stage 1's step", lambda f=fresh: stage1_step(f), lambda s: s >= 25)
         assert any(t.startswith("🔄 Stage 1") for t in _stage_bars(fresh))
@@ -345,7 +343,7 @@ def test_a_reload_and_a_new_tab_show_the_running_job_with_eta_and_start_disabled
 
     # cancel from the new tab: the job stops, Start comes back
     tab.get_by_role("button", name=re.compile("Cancel")).click()
-    status = _poll(tab, "the cancelled status", lambda: _metric(tab, "Status"),
+    status = _poll(tab, "the cancelled status", lambda: metric(tab, "Status"),
                    lambda s: not any(w in s for w in ("running", "cancelling", "queued")), timeout_s=JOB_TIMEOUT_S)
     assert "cancelled" in status and _records(ws)[job_id].status == "cancelled"
     sync_api.expect(tab.get_by_role("button", name=START)).to_be_enabled(timeout=60_000)

@@ -9,47 +9,29 @@ PLY, and the cursor readout (raycast + ENU -> WGS84 in JS) agrees with pyproj.
 
 from __future__ import annotations
 
-import functools
-import html
-import http.server
 import shutil
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures_browser import (
+    NEEDS_CHROMIUM,
+    VIEWER_READY,
+    browser_fixture,
+    covered,
+    iframe_page,
+    open_viewer,
+    rgb,
+    served_app,
+    static_server,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(),
-                                reason=f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pip package is not installed")
+pytestmark = NEEDS_CHROMIUM
 
 REPO = Path(__file__).resolve().parents[1]
-ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist", "--no-sandbox"]
-READY = "window.skyfallViewerState && window.skyfallViewerState.status !== 'loading'"
-BACKGROUND = np.array([0x0B, 0x12, 0x20], np.float32)  # #0b1220 (RGB)
 
-
-def _rgb(png: bytes) -> np.ndarray:
-    import cv2
-
-    return cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(
-        np.float32)
-
-
-def _covered(img: np.ndarray) -> float:
-    return float((np.abs(img - BACKGROUND).sum(-1) > 30).mean())
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+browser = browser_fixture()
 
 
 @pytest.fixture()
@@ -71,23 +53,9 @@ def served_viewer(tiny_job, tmp_path):
     viewer = viewer_page_html(f"/app/static/_jobs/tiny/{splat.name}", fmt, camera=ShareCamera(tuple(pos), tuple(look)),
                               georef=job_georef(tiny_job), cameras=round_cameras(tiny_job), height=480)
     # as st.iframe shows it: an <iframe srcdoc> (its location is about:srcdoc, its base URL the app's)
-    (root / "viewer.html").write_text('<!doctype html><html><body style="margin:0">'
-                                      f'<iframe srcdoc="{html.escape(viewer, quote=True)}" '
-                                      'style="width:640px;height:480px;border:0"></iframe></body></html>')
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/viewer.html"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest's output clean
-        pass
+    (root / "viewer.html").write_text(iframe_page(viewer, "width:640px;height:480px;border:0"))
+    with static_server(root) as url:
+        yield f"{url}/viewer.html"
 
 
 def _aoi_settings():
@@ -98,19 +66,12 @@ def _aoi_settings():
 
 def _open(browser, url: str, *, offline: bool = False, frame: bool = False):
     """(context, page or the viewer's iframe, page errors) once the viewer has loaded."""
-    ctx = browser.new_context(viewport={"width": 640, "height": 480}, offline=offline)
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url)
-    target = page.frames[1] if frame else page
-    target.wait_for_function(READY, timeout=90_000)
-    return ctx, target, errors
+    return open_viewer(browser, url, VIEWER_READY, viewport={"width": 640, "height": 480}, offline=offline, frame=frame)
 
 
 def _canvas(page) -> np.ndarray:
     time.sleep(1.5)  # a few frames (Spark sorts in its worker)
-    return _rgb(page.locator("canvas").first.screenshot())
+    return rgb(page.locator("canvas").first.screenshot())
 
 
 def test_viewer_page_draws_the_spz_orbits_and_reads_the_cursor(browser, served_viewer, tiny_job):
@@ -129,7 +90,7 @@ def test_viewer_page_draws_the_spz_orbits_and_reads_the_cursor(browser, served_v
         lo, hi = np.asarray(state["bounds"]["min"]), np.asarray(state["bounds"]["max"])
         assert (hi - lo)[0] > 150 and (hi - lo)[1] > 150 and (hi - lo)[2] < 0.6 * (hi - lo)[1]
         home = _canvas(page)
-        assert _covered(home) > 0.05  # not blank
+        assert covered(home) > 0.05  # not blank
 
         box = page.locator("canvas").first.bounding_box()
         cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
@@ -140,14 +101,14 @@ def test_viewer_page_draws_the_spz_orbits_and_reads_the_cursor(browser, served_v
         mouse.up()
         orbited = _canvas(page)
         assert np.abs(orbited - home).mean() > 3.0  # the view changed on orbit
-        assert _covered(orbited) > 0.05
+        assert covered(orbited) > 0.05
 
         labels = page.locator(".skyfall-viewer-presets button").all_inner_texts()
         assert labels == ["Home", "Top", "N", "E", "S", "W"]
         assert page.locator(".skyfall-viewer-presets select option").count() > 1  # the rounds' cameras
         page.locator(".skyfall-viewer-presets button[data-view=\"Top\"]").click()
         top = _canvas(page)
-        assert page.evaluate("window.skyfallViewerState.view") == "Top" and _covered(top) > 0.05
+        assert page.evaluate("window.skyfallViewerState.view") == "Top" and covered(top) > 0.05
         page.locator(".skyfall-viewer-presets button[data-view=\"E\"]").click()
         east = _canvas(page)
         assert np.abs(east - top).mean() > 3.0
@@ -188,7 +149,7 @@ def test_share_html_of_the_spz_opens_from_disk_offline(browser, tiny_job, tmp_pa
         assert state["status"] == "ready" and not errors, (state, errors)
         assert state["splats"] > 1000
         img = _canvas(page)
-        assert _covered(img) > 0.05
+        assert covered(img) > 0.05
         page.locator(".skyfall-viewer-presets button[data-view=\"Top\"]").click()
         assert np.abs(_canvas(page) - img).mean() > 3.0
     finally:
@@ -210,7 +171,7 @@ def test_spz_and_ply_of_the_same_job_look_the_same_from_above(browser, tiny_job,
         finally:
             ctx.close()
     a, b = shots["scene.spz"], shots["scene.ply"]
-    assert _covered(a) > 0.05
+    assert covered(a) > 0.05
     flipped = np.abs(a - b[::-1]).mean()  # a mirrored (north-south) scene would match this better
     assert np.abs(a - b).mean() < 0.5 * flipped, (np.abs(a - b).mean(), flipped)
 
@@ -218,49 +179,14 @@ def test_spz_and_ply_of_the_same_job_look_the_same_from_above(browser, tiny_job,
 @pytest.fixture()
 def running_app(tiny_job, tmp_path):
     """The app (``python -m skyfall_core serve``) on a workspace holding a copy of the real job."""
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import urllib.request
+    from skyfall_core.ui.static import unpublish_job
 
     ws = tmp_path / "ws"
     shutil.copytree(tiny_job, ws / "jobs" / "tiny", ignore=shutil.ignore_patterns("checkpoints"))
-    text = (REPO / "config.toml").read_text().replace('root = "workspace"', f'root = "{ws}"', 1)
-    assert str(ws) in text, "config.toml layout changed"
-    (tmp_path / "config.toml").write_text(text)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "SKYFALL_CONFIG": str(tmp_path / "config.toml"), "HF_HUB_OFFLINE": "1"}
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "skyfall_core", "serve", "--port", str(port)], cwd=REPO, env=env,
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the app did not start within 120 s"
-            time.sleep(0.5)
-        yield url
+        with served_app(tmp_path, ws) as url:
+            yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
-        log.close()
-        from skyfall_core.ui.static import unpublish_job
-
         unpublish_job("tiny")
 
 
@@ -279,7 +205,7 @@ def test_map_and_viewer_pages_in_the_running_app(browser, running_app, tmp_path)
         deck.wait_for(timeout=90_000)
         page.get_by_text("Prediction − truth").wait_for(timeout=60_000)
         time.sleep(4)  # deck.gl decodes the bitmaps
-        img = _rgb(deck.screenshot(path=str(tmp_path / "map.png")))
+        img = rgb(deck.screenshot(path=str(tmp_path / "map.png")))
         h, w = img.shape[:2]
         centre = img[h // 2 - h // 8:h // 2 + h // 8, w // 2 - w // 8:w // 2 + w // 8]
         border = np.concatenate([img[:10].reshape(-1, 3), img[-10:].reshape(-1, 3)])
@@ -291,12 +217,12 @@ def test_map_and_viewer_pages_in_the_running_app(browser, running_app, tmp_path)
         page.goto(f"{running_app}/viewer")
         page.locator("iframe").first.wait_for(timeout=90_000)
         frame = next(f for f in page.frames if f.url == "about:srcdoc")
-        frame.wait_for_function(READY, timeout=90_000)
+        frame.wait_for_function(VIEWER_READY, timeout=90_000)
         state = frame.evaluate("window.skyfallViewerState")
         assert state["status"] == "ready" and state["splats"] > 1000, state
         time.sleep(2)
-        shot = _rgb(frame.locator("canvas").first.screenshot(path=str(tmp_path / "viewer.png")))
-        assert _covered(shot) > 0.05
+        shot = rgb(frame.locator("canvas").first.screenshot(path=str(tmp_path / "viewer.png")))
+        assert covered(shot) > 0.05
         assert not errors, errors
     finally:
         ctx.close()

@@ -22,13 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from fixtures_splat import random_model
 
 from skyfall_core.export.spz import ENU_TO_RUB, Q_ENU_TO_RUB, write_spz
 from skyfall_core.export.tiles3d import EXT, accessor_array, read_glb, write_3dtiles
 from skyfall_core.geo.frames import LocalFrame
 from skyfall_core.splat.io import save_compressed_ply, save_ply
-from skyfall_core.splat.model import GaussianModel
 from skyfall_core.splat.sh import SH_C0
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,19 +55,6 @@ def _csv(path: Path) -> dict[str, np.ndarray]:
         rows = list(csv.reader(f))
     data = np.asarray(rows[1:], np.float64)
     return {name: data[:, i] for i, name in enumerate(rows[0])}
-
-
-def _model(n=300, degree=3, seed=3):
-    g = torch.Generator().manual_seed(seed)
-    K = (degree + 1) ** 2
-    return GaussianModel({
-        "means": torch.rand(n, 3, generator=g) * 400 - 200,
-        "scales": torch.rand(n, 3, generator=g) * 6 - 7,
-        "quats": torch.randn(n, 4, generator=g),
-        "opacities": torch.randn(n, generator=g) * 2 + 1,
-        "sh0": torch.rand(n, 1, 3, generator=g) * 3 - 1.5,
-        "shN": torch.rand(n, K - 1, 3, generator=g) * 1.6 - 0.8,
-    }, sh_degree=degree)
 
 
 def _params(model) -> dict[str, np.ndarray]:
@@ -101,7 +87,7 @@ def _match(ours: np.ndarray, theirs: np.ndarray) -> np.ndarray:
 
 
 def test_splat_transform_reads_our_spz(tmp_path):
-    model = _model()
+    model = random_model()
     write_spz(tmp_path / "scene.spz", model)
     _run("scene.spz", "spz.csv", cwd=tmp_path)
     t = _csv(tmp_path / "spz.csv")
@@ -123,7 +109,7 @@ def test_splat_transform_reads_our_spz(tmp_path):
 
 
 def test_splat_transform_reads_our_compressed_ply(tmp_path):
-    model = _model(degree=0)
+    model = random_model(degree=0)
     save_compressed_ply(tmp_path / "scene.compressed.ply", model)
     _run("scene.compressed.ply", "cply.csv", cwd=tmp_path)
     t = _csv(tmp_path / "cply.csv")
@@ -149,7 +135,7 @@ def test_splat_transform_reads_our_compressed_ply(tmp_path):
 def test_our_glb_agrees_with_splat_transforms_glb_of_the_same_ply(tmp_path):
     """Same attribute names and extension object; the same values once its documented 180° turn
     about z is undone; its COLOR_0 is display sRGB where ours is linear (see the module docstring)."""
-    model = _model(degree=3)
+    model = random_model(degree=3)
     save_ply(tmp_path / "scene.ply", model)
     _run("scene.ply", "theirs.glb", cwd=tmp_path)
     ours, ours_blob = read_glb(write_3dtiles(tmp_path / "tiles", model, FRAME)["glb"])

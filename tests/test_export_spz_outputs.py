@@ -6,29 +6,16 @@ import math
 
 import numpy as np
 import torch
+from fixtures_splat import random_model
 from rasterio.transform import from_origin
 
 from skyfall_core.export import GIS_FILES, write_gis_outputs
 from skyfall_core.export.spz import ENU_TO_RUB, read_spz, sh_rotation, write_spz
 from skyfall_core.geo.dsm import DSMGrid
 from skyfall_core.geo.frames import LocalFrame
-from skyfall_core.splat.model import GaussianModel
 from skyfall_core.splat.sh import sh_bases
 
 FRAME = LocalFrame(-81.70, 30.30, 12.5)
-
-
-def _model(n=300, degree=2, seed=3):
-    g = torch.Generator().manual_seed(seed)
-    K = (degree + 1) ** 2
-    return GaussianModel({
-        "means": torch.rand(n, 3, generator=g) * 400 - 200,
-        "scales": torch.rand(n, 3, generator=g) * 6 - 7,
-        "quats": torch.randn(n, 4, generator=g),
-        "opacities": torch.randn(n, generator=g) * 2 + 1,
-        "sh0": torch.rand(n, 1, 3, generator=g) * 3 - 1.5,
-        "shN": torch.rand(n, K - 1, 3, generator=g) * 1.6 - 0.8,
-    }, sh_degree=degree)
 
 
 def test_sh_rotation_rotates_the_colour_field():
@@ -42,7 +29,7 @@ def test_sh_rotation_rotates_the_colour_field():
 
 
 def test_spz_round_trip(tmp_path):
-    model = _model()
+    model = random_model(degree=2)
     path = write_spz(tmp_path / "scene.spz", model)
     raw = gzip.decompress(path.read_bytes())
     assert raw[:4] == b"NGSP" and int.from_bytes(raw[4:8], "little") == 3
@@ -64,7 +51,7 @@ def test_spz_round_trip(tmp_path):
 
 
 def test_spz_stores_rub_axes(tmp_path):
-    model = _model(4, degree=0)
+    model = random_model(4, degree=0)
     with torch.no_grad():
         model.params["means"][:] = torch.tensor([[10.0, 20.0, 30.0]] * 4)
     raw = gzip.decompress(write_spz(tmp_path / "a.spz", model).read_bytes())
@@ -78,11 +65,11 @@ def test_write_gis_outputs_writes_every_file(tmp_path):
     rng = np.random.default_rng(0)
     grid = DSMGrid((rng.random((64, 80)) * 10).astype(np.float32),
                    from_origin(432000.0, 3353000.0, 1.0, 1.0), FRAME.utm_epsg)
-    written = write_gis_outputs(tmp_path / "final", _model(120, degree=1), FRAME, grid)
+    written = write_gis_outputs(tmp_path / "final", random_model(120, degree=1), FRAME, grid)
     assert written == GIS_FILES
     for rel in written.values():
         assert (tmp_path / "final" / rel).stat().st_size > 0
     tileset = json.loads((tmp_path / "final" / written["tileset"]).read_text())
     assert tileset["root"]["content"]["uri"] == "splats.glb"
-    no_dsm = write_gis_outputs(tmp_path / "f2", _model(10, degree=0), FRAME, None)
+    no_dsm = write_gis_outputs(tmp_path / "f2", random_model(10, degree=0), FRAME, None)
     assert "dsm_cog" not in no_dsm and "spz" in no_dsm
