@@ -168,11 +168,15 @@ def _run(job: JobDir, meta: JobMeta, cfg: Config, events: EventLog, stop: Callab
 
     if "final" not in state["finished"]:
         events.emit("stage", stage="final", state="start")
-        stage1_trainer, _ = SplatTrainer.resume(job.checkpoints / FINAL, len(scene.views), scene.scene_scale,
-                                                s1.iterations, train_settings(s1, backend), densify_strategy(s1),
-                                                embedding_dim=s1.appearance_embedding_dim, restore_optim=False,
-                                                device=device)
-        write_final(job, trainer, scene, stage1_trainer, render_size=s2.image_size)
+
+        def load_splats(key: str):  # "stage1" or "round_<k>": a checkpoint of this job, for the fly-down
+            path = job.checkpoints / (FINAL if key == "stage1" else f"{key}.safetensors")
+            return SplatTrainer.resume(path, len(scene.views), scene.scene_scale, s1.iterations,
+                                       train_settings(s1, backend), densify_strategy(s1),
+                                       embedding_dim=s1.appearance_embedding_dim, restore_optim=False,
+                                       device=device)[0]
+
+        write_final(job, trainer, scene, load_splats, render_size=s2.image_size, elevations=s2.elevations_deg)
         events.emit("stage", stage="final", state="done")
         job.finish(state, "final")
     return EXIT_DONE
@@ -206,16 +210,24 @@ def _is_gpu_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "CUDA out of memory" in str(exc)
 
 
-def write_final(job: JobDir, trainer, scene, stage1_trainer=None, render_size: int = 256) -> None:
+def write_final(job: JobDir, trainer, scene, load_splats=None, render_size: int = 256,
+                elevations: list[float] | tuple[float, ...] = ()) -> None:
     """final/: scene.ply, the web splats (compressed PLY, .spz), georef.json, dsm.tif and its COG and
     hillshade, the splat centres as LAZ, 3D Tiles with KHR_gaussian_splatting, preview.png, the
-    same-camera renders (compare/) and the fly-down (stage 1 beside the final splats)."""
+    same-camera renders (compare/) and, with ``load_splats`` (checkpoint key -> trainer), the
+    fly-down: one segment per round of ``elevations``, each round's splats before | after it."""
     import cv2
 
     from skyfall_core.cameras.orbits import orbit_cameras
     from skyfall_core.export import write_gis_outputs
     from skyfall_core.geo.dsm import write_dsm
-    from skyfall_core.pipeline.outputs import COMPARE_SIZE, FLYDOWN_SIZE, write_compare_renders, write_flydown
+    from skyfall_core.pipeline.outputs import (
+        COMPARE_SIZE,
+        FLYDOWN_SIZE,
+        flydown_segments,
+        write_compare_renders,
+        write_flydown,
+    )
     from skyfall_core.pipeline.stage1 import render_dsm
     from skyfall_core.pipeline.stage2 import _camera_view
     from skyfall_core.pipeline.trainer import to_uint8
@@ -240,6 +252,20 @@ def write_final(job: JobDir, trainer, scene, stage1_trainer=None, render_size: i
     # the same-camera set and the fly-down at the scale of the job's round renders (a tiny test job: tiny)
     write_compare_renders(out / "compare", renderer(trainer), scene.bounds_enu,
                           size=min(COMPARE_SIZE, max(64, round(1.5 * render_size))))
-    if stage1_trainer is not None:
-        write_flydown(out, renderer(stage1_trainer), renderer(trainer), scene.bounds_enu,
+    if load_splats is not None:
+        segments = flydown_segments(elevations)
+        last = segments[-1].after  # the final splats: the trainer in hand
+        loaded: dict[str, object] = {}
+
+        def render_of(key: str):
+            if key == last:
+                return renderer(trainer)
+            if key not in loaded:  # segments come in order: keep only this segment's "before" loaded
+                keep = {s.before for s in segments if s.after == key}
+                for old in [k for k in loaded if k not in keep]:
+                    del loaded[old]
+                loaded[key] = load_splats(key)
+            return renderer(loaded[key])
+
+        write_flydown(out, segments, render_of, scene.bounds_enu,
                       size=min(FLYDOWN_SIZE, max(64, round(1.25 * render_size))))

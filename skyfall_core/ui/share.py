@@ -13,6 +13,10 @@ the cursor's lon/lat/height (:func:`job_georef`) and the rounds' cameras as pres
 The Share file inlines the bundle and the splat itself, base64-encoded in a
 ``<script type="application/octet-stream" id="skyfall-splat">`` block; a few lines decode it and
 mount the viewer. Nothing is fetched from the network: it opens from disk (file://), offline.
+When the job has a fly-down (``final/flydown.mp4``, else ``.gif``; :func:`job_flydown`) the file
+also carries it, base64 in a ``<script id="skyfall-flydown">`` block, played from a Blob URL in a
+panel over the viewer with a "save" link and one button per segment (round) of
+``final/flydown.json``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from skyfall_core.ui.static import vendor_file, vendor_url
 VIEWER_BUNDLE = "splat-viewer/splat-viewer.js"
 MAX_SHARE_BYTES = 300 * 2**20  # browsers struggle to parse larger inline base64
 DATA_ID = "skyfall-splat"
+VIDEO_ID = "skyfall-flydown"
 FORMATS = ("spz", "ply", "splat")
 
 
@@ -191,12 +196,18 @@ def pair_viewer_html(left: PairSide, right: PairSide, *, camera: ShareCamera,
 
 def share_html(splat: bytes, fmt: str, *, title: str, camera: ShareCamera,
                meta: dict[str, Any] | None = None, viewer_js: str | None = None,
-               georef: dict[str, float] | None = None, cameras: list[dict[str, Any]] | None = None) -> str:
-    """The HTML text of a self-contained viewer page for ``splat`` bytes in format ``fmt``."""
+               georef: dict[str, float] | None = None, cameras: list[dict[str, Any]] | None = None,
+               video: "ShareVideo | None" = None) -> str:
+    """The HTML text of a self-contained viewer page for ``splat`` bytes in format ``fmt`` (and the
+    job's fly-down ``video``, when given)."""
     options = viewer_options(fmt, camera, georef, cameras)
     if len(splat) > MAX_SHARE_BYTES:
         raise ShareError(f"the splat is {len(splat) / 2**20:,.0f} MiB; a single HTML file holds at most "
                          f"{MAX_SHARE_BYTES / 2**20:,.0f} MiB", fix="share the .spz/.ply file itself instead")
+    if video is not None and len(splat) + len(video.data) > MAX_SHARE_BYTES:
+        raise ShareError(f"the splat and the fly-down are {(len(splat) + len(video.data)) / 2**20:,.0f} MiB; a "
+                         f"single HTML file holds at most {MAX_SHARE_BYTES / 2**20:,.0f} MiB",
+                         fix="export without the fly-down video and share final/flydown.mp4 beside it")
     js = viewer_js if viewer_js is not None else vendor_file(VIEWER_BUNDLE).read_text(encoding="utf-8")
     meta_html = ""
     if meta:
@@ -214,7 +225,7 @@ html,body{{margin:0;height:100%;background:#0b1220;color:#e2e8f0;font:13px/1.4 s
 #title{{position:absolute;left:50%;transform:translateX(-50%);top:10px;z-index:20;font-weight:600;font-size:15px;
   text-shadow:0 1px 2px #000;pointer-events:none}}
 #meta{{position:absolute;right:12px;top:10px;z-index:20;background:rgba(15,23,42,.78);padding:6px 10px;
-  border-radius:4px}}
+  border-radius:4px}}{FLYDOWN_CSS if video is not None else ""}
 </style></head>
 <body>
 <div id="viewer"></div>
@@ -229,37 +240,51 @@ html,body{{margin:0;height:100%;background:#0b1220;color:#e2e8f0;font:13px/1.4 s
   opts.data = window.SkyfallViewer.base64ToArrayBuffer(data.textContent.trim());
   window.SkyfallViewer.mount(document.getElementById("viewer"), opts);
 }})();
-</script>
+</script>{flydown_html(video) if video is not None else ""}
 </body></html>
 """
 
 
 def export_share(splat_path: Path, out_path: Path, *, title: str, camera: ShareCamera,
                  meta: dict[str, Any] | None = None, georef: dict[str, float] | None = None,
-                 cameras: list[dict[str, Any]] | None = None) -> Path:
-    """Write the self-contained HTML of ``splat_path`` to ``out_path`` (atomically)."""
+                 cameras: list[dict[str, Any]] | None = None, video: "ShareVideo | None" = None) -> Path:
+    """Write the self-contained HTML of ``splat_path`` (and ``video``) to ``out_path`` (atomically)."""
     from skyfall_core.atomic import write_text
 
     splat_path = Path(splat_path)
     text = share_html(splat_path.read_bytes(), splat_format(splat_path), title=title, camera=camera, meta=meta,
-                      georef=georef, cameras=cameras)
+                      georef=georef, cameras=cameras, video=video)
     write_text(out_path, text)
     return Path(out_path)
 
 
 def read_share(text: str) -> tuple[bytes, str]:
     """(splat bytes, format) embedded in a share HTML file (the inverse of :func:`share_html`)."""
+    found = _embedded(text, DATA_ID)
+    if found is None or found[1].get("data-format") is None:
+        raise ShareError("no embedded splat in this HTML", fix="export the file again from the Share page")
+    return found[0], str(found[1]["data-format"])
+
+
+def read_share_video(text: str) -> tuple[bytes, str] | None:
+    """(fly-down bytes, mime type) embedded in a share HTML file; None when it has none."""
+    found = _embedded(text, VIDEO_ID)
+    return None if found is None else (found[0], str(found[1].get("data-mime")))
+
+
+def _embedded(text: str, element_id: str) -> tuple[bytes, dict[str, str | None]] | None:
+    """(decoded base64 content, attributes) of the ``<script id=element_id>`` block, or None."""
     from html.parser import HTMLParser
 
     class _Find(HTMLParser):
         def __init__(self):
             super().__init__()
-            self.inside, self.fmt, self.chunks = False, None, []
+            self.inside, self.attrs, self.chunks = False, None, []
 
         def handle_starttag(self, tag, attrs):
             a = dict(attrs)
-            if tag == "script" and a.get("id") == DATA_ID:
-                self.inside, self.fmt = True, a.get("data-format")
+            if tag == "script" and a.get("id") == element_id:
+                self.inside, self.attrs = True, a
 
         def handle_endtag(self, tag):
             if tag == "script":
@@ -271,6 +296,94 @@ def read_share(text: str) -> tuple[bytes, str]:
 
     p = _Find()
     p.feed(text)
-    if p.fmt is None:
-        raise ShareError("no embedded splat in this HTML", fix="export the file again from the Share page")
-    return base64.b64decode("".join(p.chunks).strip(), validate=True), p.fmt
+    if p.attrs is None:
+        return None
+    return base64.b64decode("".join(p.chunks).strip(), validate=True), p.attrs
+
+
+# ------------------------------------------------------------------------------ the fly-down
+@dataclass(frozen=True)
+class ShareVideo:
+    """The job's fly-down as the Share file carries it."""
+
+    data: bytes
+    mime: str  # video/mp4 (played in a <video>) or image/gif (an <img>)
+    name: str  # file name of the panel's "save" link
+    segments: tuple[dict[str, Any], ...] = ()  # {label, start_s, end_s} per round (final/flydown.json)
+
+
+def job_flydown(job_dir: Path, name_prefix: str = "") -> ShareVideo | None:
+    """The job's fly-down (``final/flydown.mp4``, else ``flydown.gif``) with its segments from
+    ``final/flydown.json`` (none when that is missing or unreadable); None when it has neither."""
+    from skyfall_core.jobfolder import FINAL_FILES, JobDir
+    from skyfall_core.pipeline.outputs import FLYDOWN_MANIFEST
+
+    jd = JobDir(Path(job_dir))
+    outs = jd.final_outputs()
+    key = next((k for k in ("flydown_mp4", "flydown_gif") if k in outs), None)
+    if key is None:
+        return None
+    segments: list[dict[str, Any]] = []
+    try:
+        doc = json.loads((jd.final / FLYDOWN_MANIFEST).read_text())
+        segments = [{"label": str(s["label"]), "start_s": float(s["start_s"]), "end_s": float(s["end_s"])}
+                    for s in doc["segments"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    name, _, mime = FINAL_FILES[key]
+    return ShareVideo(outs[key].read_bytes(), mime, f"{name_prefix}{name}", tuple(segments))
+
+
+FLYDOWN_CSS = """
+#flydown{position:absolute;right:12px;bottom:62px;z-index:20;background:rgba(15,23,42,.86);padding:6px 8px;
+  border-radius:4px;max-width:min(560px,60vw)}
+#flydown button{font:12px system-ui,sans-serif;margin:2px 4px 2px 0;cursor:pointer}
+#flydown a{color:#93c5fd;margin-left:6px}
+#flydown .body{margin-top:4px}
+#flydown.closed .body{display:none}
+#flydown video,#flydown img{display:block;width:100%;max-height:50vh}
+"""
+
+
+def flydown_html(video: ShareVideo) -> str:
+    """The fly-down panel and its embedded file (a Blob URL made from the base64 when the page opens:
+    works from file://, offline)."""
+    b64 = base64.b64encode(video.data).decode("ascii")
+    is_video = video.mime.startswith("video/")
+    player = ('<video id="flydown-player" controls loop muted playsinline></video>' if is_video
+              else '<img id="flydown-player" alt="fly-down">')
+    segs = "".join(f'<button type="button" data-t="{float(s["start_s"]):g}">{html.escape(str(s["label"]))}</button>'
+                   for s in video.segments) if is_video else ""
+    n = len(video.segments)
+    rounds = f" · {n} round{'s' if n != 1 else ''}, a segment each" if n else ""
+    return f"""
+<div id="flydown" class="closed">
+<div><button type="button" id="flydown-toggle">▶ Fly-down video (before | after){html.escape(rounds)}</button><a
+ id="flydown-save" download="{html.escape(video.name)}">⬇ save</a></div>
+<div class="body">{player}<div id="flydown-segments">{segs}</div>
+<div id="flydown-error" style="display:none">This browser cannot play it here: save it (⬇) and open it.</div></div>
+</div>
+<script type="application/octet-stream" id="{VIDEO_ID}" data-mime="{html.escape(video.mime)}">{b64}</script>
+<script>
+(function () {{
+  var data = document.getElementById("{VIDEO_ID}"), box = document.getElementById("flydown");
+  var bin = atob(data.textContent.trim()), bytes = new Uint8Array(bin.length);
+  for (var i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  var url = URL.createObjectURL(new Blob([bytes], {{type: data.getAttribute("data-mime")}}));
+  var player = document.getElementById("flydown-player");
+  player.src = url;
+  document.getElementById("flydown-save").href = url;
+  player.addEventListener("error", function () {{ document.getElementById("flydown-error").style.display = ""; }});
+  function play() {{ var r = player.play && player.play(); if (r && r.catch) r.catch(function () {{}}); }}
+  var toggle = document.getElementById("flydown-toggle");
+  toggle.addEventListener("click", function () {{
+    var closed = box.classList.toggle("closed");
+    toggle.textContent = (closed ? "▶" : "▼") + toggle.textContent.slice(1);
+    if (closed) {{ if (player.pause) player.pause(); }} else play();
+  }});
+  box.querySelectorAll("#flydown-segments button").forEach(function (b) {{
+    b.addEventListener("click", function () {{ player.currentTime = parseFloat(b.getAttribute("data-t")); play(); }});
+  }});
+  window.skyfallFlydown = {{url: url, mime: data.getAttribute("data-mime"), bytes: bytes.length}};
+}})();
+</script>"""
