@@ -73,6 +73,7 @@ class JobProgress:
     timings: tuple[dict[str, Any], ...]  # the "timing" events
     updated: float | None  # unix time of the last event
     job_eta_s: float | None = None  # seconds left in the whole job (the job manager's estimate)
+    eta_basis: str = ""  # how job_eta_s was estimated (the progress fold's words)
 
 
 STAGE_LABELS = {"scene": "Scene & cameras", "stage1": "Stage 1 · fit to satellite views", "final": "Export"}
@@ -115,7 +116,8 @@ def job_progress(p: Progress, status: str | None = None) -> JobProgress:
                        elevation=cur.elevation if cur is not None else None, eta_s=eta,
                        losses=tuple(p.loss_history), warnings=tuple(p.warnings), messages=tuple(p.messages),
                        error=error, timings=tuple(p.timings), updated=p.last_event_t,
-                       job_eta_s=p.job_eta_s if final_status in ACTIVE else None)
+                       job_eta_s=p.job_eta_s if final_status in ACTIVE else None,
+                       eta_basis=(p.eta_basis or "") if final_status in ACTIVE else "")
 
 
 # ----------------------------------------------------------------------------- rounds and outputs

@@ -120,13 +120,13 @@ def stage_text(progress: JobProgress, s) -> str:
 
 
 def whole_job_eta(progress: JobProgress, iterations_per_round: int | None) -> tuple[float | None, str]:
-    """(seconds left in the whole job, how it was estimated). The job manager's estimate (measured
-    rounds) once a round has finished; before that, the current stage's ETA plus the remaining
+    """(seconds left in the whole job, how it was estimated). The progress fold's estimate (the job's
+    plan at the measured costs) when it has one; without a plan, the current stage's ETA plus the remaining
     rounds' training steps (the preset's iterations per round) at the measured seconds a step."""
     if progress.status not in ACTIVE:
         return None, ""
     if progress.job_eta_s is not None:
-        return progress.job_eta_s, "from the finished rounds"
+        return progress.job_eta_s, progress.eta_basis or "the job's plan at the measured pace"
     cur = next((s for s in progress.stages if s.key == progress.current), None)
     rate = None
     if cur is not None and progress.eta_s is not None and cur.total > cur.step:
