@@ -11,7 +11,7 @@ through the same :class:`~skyfall_core.jobs.progress.ProgressTracker` the app's 
 tracker's ``job_eta_s``, its whole-job fraction when it has one (``job_fraction``), and what the
 app shows: the "Overall" bar (``ui.jobs.job_progress(...).fraction``) and the "ETA (whole job)"
 metric (``ui.widgets.whole_job_eta``, which falls back on its own guess while ``job_eta_s`` is
-None).
+None); the app's columns use the UI code of the working tree, whichever fold fed it.
 
 At the end, with the real end time known, the ETA error at a poll is
 ``(ETA - real remaining) / real remaining`` (real remaining = job end - poll time; the ETA as the
@@ -82,6 +82,9 @@ def app_view(p: Any, iterations_per_round: int | None) -> tuple[float, float | N
     from skyfall_core.ui.jobs import job_progress
     from skyfall_core.ui.widgets import whole_job_eta
 
+    for name in ("job_fraction", "eta_basis"):  # a fold from before issue 17 lacks them
+        if not hasattr(p, name):
+            setattr(p, name, None)
     jp = job_progress(p, status="running")
     return jp.fraction, whole_job_eta(jp, iterations_per_round)[0]
 

@@ -10,13 +10,14 @@ events). The whole-job ETA (issue 17) adds every stage still to come, from the j
 the job itself as soon as they can be:
 
 - stage 1: its steps left at its *recent* pace (the last ``RECENT_STEPS`` steps: a step gets
-  slower while densification grows the splats, and the machine's load changes), plus writing
-  its outputs (the renders, DSM and PLY after the last step);
+  slower while densification grows the splats, and the machine's load changes), those after
+  densification stops (the plan's ``densify_until``) at ``POST_DENSIFY_PACE`` of it until they are
+  measured, plus writing its outputs (the renders, DSM and PLY after the last step);
 - each round still to come: the measured length of the finished rounds; before the first has
   finished, its edits (seconds a view, measured on the current round's refiner progress; a
   classical refiner's are negligible) plus its training steps at the current round's measured
   pace, else at stage 1's pace scaled by the round's pixel mix (:meth:`JobPlan.round_step_cost`);
-- the export (final/): ``FINAL_IN_STAGE1_STEPS`` stage-1 steps at stage 1's last pace.
+- the export (final/): ``FINAL_IN_STAGE1_STEPS`` stage-1 steps at stage 1's pace after densification.
 
 ``Progress.job_fraction`` is the share of the whole job done, in time: the seconds spent in the
 stages over those plus the ETA. ``Progress.eta_basis`` says in words what the ETA rests on.
@@ -33,17 +34,20 @@ from typing import Any
 MAX_TEXTS = 50  # warnings/messages kept (the newest); the counts are exact
 ROUND_SUBSTAGES = ("round", "refine")  # events of one stage-2 round: its training steps and its refiner edits
 
-# Whole-job ETA priors, used only until the job has measured the cost itself (see the module doc),
-# in stage-1 steps at stage 1's last pace. From preview jobs on the bundled sample on the 2-core
-# development VM (BENCHMARKS.md, "Issue 17: ETA accuracy"; `benchmarks/bench_eta.py` prints them):
-# a round's training step cost 0.61 (quiet) to 0.80-0.92 (loaded) of a stage-1 step, i.e. about
-# half of a step's cost does not scale with the pixels drawn (projection, optimiser); writing
-# stage 1's outputs cost 17-32 steps, the whole export (DSM, GIS files, compare renders, fly-down)
-# 34-40.
+# Whole-job ETA priors, used only until the job has measured the cost itself (see the module doc).
+# From preview jobs on the bundled sample on the 2-core development VM, quiet (BENCHMARKS.md,
+# "Issue 17: ETA accuracy"; `benchmarks/bench_eta.py` prints them): once densification stops,
+# stage 1 prunes its splats and a step costs ~0.7 of the pace before (0.70 and 0.73 in two runs);
+# at that pace, writing stage 1's outputs cost ~100 steps (103, 102), the whole export (DSM, GIS
+# files, compare renders, fly-down) ~150 (156), and a round's training step 0.73-0.78 of a step:
+# about half of a step's cost does not scale with the pixels drawn (projection, optimiser). Under
+# heavy load from other processes these ratios move (see the benchmark): nothing in a job's
+# events can foresee another process starting or stopping.
 RECENT_STEPS = 200  # stage 1's pace: over about its last this many steps
-ROUND_STEP_FIXED_SHARE = 0.5  # the share of a step's cost that does not scale with the pixels
-STAGE1_OUTPUTS_IN_STAGE1_STEPS = 25.0
-FINAL_IN_STAGE1_STEPS = 40.0
+POST_DENSIFY_PACE = 0.7  # a stage-1 step after densification stops, in steps before it
+ROUND_STEP_FIXED_SHARE = 0.55  # the share of a step's cost that does not scale with the pixels
+STAGE1_OUTPUTS_IN_STAGE1_STEPS = 100.0  # at the pace after densification
+FINAL_IN_STAGE1_STEPS = 150.0  # at the pace after densification
 
 
 def stage_key(ev: dict[str, Any]) -> str:
@@ -114,6 +118,7 @@ class JobPlan:
     """The work a job will do, as its whole-job ETA counts it (from its resolved config)."""
 
     stage1_steps: int | None = None
+    densify_until: int | None = None  # stage 1's last densification step (a step is cheaper after it)
     rounds: int | None = None
     round_steps: int | None = None  # training steps a round
     round_edits: int | None = None  # refiner edits a round (views x edits a view)
@@ -132,7 +137,7 @@ class JobPlan:
         diffusion = str(s2.get("refiner") or "classical") != "classical"
         if isinstance(refiner, dict) and isinstance(refiner.get("is_diffusion"), bool):
             diffusion = refiner["is_diffusion"]  # what really runs (a fallback to classical, say)
-        return cls(stage1_steps=_int(s1.get("iterations")),
+        return cls(stage1_steps=_int(s1.get("iterations")), densify_until=_int(s1.get("densify_until")),
                    rounds=rounds if rounds is not None else (len(elevations) if isinstance(elevations, list) else None),
                    round_steps=_int(s2.get("iterations_per_round")), round_edits=views,
                    round_step_cost=cls.round_step_cost_of(_int(s2.get("image_size")), _int(cams.get("max_image_size")),
@@ -378,9 +383,10 @@ class ProgressTracker:
             return
         if p.step and p.total and p.stage_seconds is not None and p.step > 0:
             p.seconds_per_step = p.stage_seconds / p.step
+            p.stage_eta_s = max(0.0, p.seconds_per_step * (p.total - p.step))
             if p.stage == "stage1" and self._stage1_pace() is not None:
                 p.seconds_per_step = self._stage1_pace()
-            p.stage_eta_s = max(0.0, p.seconds_per_step * (p.total - p.step))
+                p.stage_eta_s = self._stage1_left(self._job_plan())[0]
         self._job_eta()
 
     # ------------------------------------------------------------------------- whole-job ETA
@@ -394,8 +400,9 @@ class ProgressTracker:
             self.plan = JobPlan.of_job(self.job_dir) or self.plan
         return self.plan
 
-    def _stage1_pace(self) -> float | None:
-        """Seconds a stage-1 step over its last ~RECENT_STEPS steps (its whole run while shorter).
+    def _stage1_pace(self, since: int | None = None) -> float | None:
+        """Seconds a stage-1 step over its last ~RECENT_STEPS steps (its whole run while shorter;
+        with ``since``, only the steps after that one: None before two events there).
 
         A progress event's ``seconds`` count from the start of this run of stage 1: step 0, or the
         checkpoint a resumed run started from (its first event is then past step 25, and the pace
@@ -405,7 +412,27 @@ class ProgressTracker:
         last_step, last_s = self._s1[-1]
         base = (0, 0.0) if self._s1[0][0] <= 25 else self._s1[0]
         base = next(((st, sec) for st, sec in reversed(self._s1[:-1]) if last_step - st >= RECENT_STEPS), base)
+        if since is not None and base[0] < since:
+            base = next(((st, sec) for st, sec in self._s1 if st >= since), (last_step, last_s))
         return (last_s - base[1]) / (last_step - base[0]) if last_step > base[0] else None
+
+    def _stage1_left(self, plan: JobPlan | None) -> tuple[float | None, float | None]:
+        """(seconds left in stage 1's steps, its pace once densification has stopped: the pace the
+        rounds' and the export's priors scale) from its recent pace and the plan; (None, None)
+        before stage 1 has a pace."""
+        pace = self._stage1_pace()
+        if pace is None:
+            return None, None
+        total = (plan.stage1_steps if plan else None) or self._rows["stage1"].total or 0
+        step = self._s1[-1][0]
+        until = plan.densify_until if plan and plan.densify_until and plan.densify_until < total else None
+        if until is None:
+            return max(0, total - step) * pace, pace
+        if step < until:  # still densifying: the steps after it at POST_DENSIFY_PACE of the pace now
+            post = pace * POST_DENSIFY_PACE
+            return (until - step) * pace + (total - until) * post, post
+        post = self._stage1_pace(since=until) or pace * POST_DENSIFY_PACE
+        return max(0, total - step) * post, post
 
     def _round_pace(self, k: int) -> float | None:
         """Seconds a training step of round k, timed by its progress events (None before two)."""
@@ -440,7 +467,7 @@ class ProgressTracker:
         """``job_eta_s``, ``job_fraction`` and ``eta_basis`` (see the module doc)."""
         p = self.progress
         plan = self._job_plan()
-        s1_pace = self._stage1_pace()
+        s1_left, s1_pace = self._stage1_left(plan)  # s1_pace: after densification
         train_pace, train_measured = self._train_pace(s1_pace, plan)
         edit_pace = self._edit_pace(plan)
         n_rounds = p.rounds_total if p.rounds_total is not None else (plan.rounds if plan else None)
@@ -459,7 +486,7 @@ class ProgressTracker:
                 notes.append("the diffusion edits are not timed yet")
         else:
             per_round, basis = None, ""
-        # the export: FINAL_IN_STAGE1_STEPS steps at stage 1's last pace (not counted without one)
+        # the export: FINAL_IN_STAGE1_STEPS steps at stage 1's pace (not counted without one)
         final = FINAL_IN_STAGE1_STEPS * s1_pace if s1_pace is not None else 0.0
         if s1_pace is None:
             notes.append("the export is not counted")
@@ -468,10 +495,9 @@ class ProgressTracker:
         eta = 0.0
         rounds_left = (n_rounds or 0) - len(p.rounds_done)
         if key in ("scene", "stage1") or key is None:
-            if s1_pace is None:
+            if s1_left is None:
                 return  # nothing measured yet (scene preparation, stage 1's first steps)
-            total = (plan.stage1_steps if plan else None) or self._rows["stage1"].total
-            eta += max(0, total - self._s1[-1][0]) * s1_pace
+            eta += s1_left
             eta += self._s1_tail if self._s1_tail is not None else STAGE1_OUTPUTS_IN_STAGE1_STEPS * s1_pace
             basis = "stage 1's recent pace" + (f"; rounds from {basis}" if basis else "")
         elif key.startswith("round_") and int(key.split("_")[1]) not in p.rounds_done:
