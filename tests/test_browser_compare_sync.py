@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fixtures_browser import NEEDS_CHROMIUM, browser_fixture, covered, iframe_page, open_viewer, rgb, static_server
 
 pytestmark = NEEDS_CHROMIUM

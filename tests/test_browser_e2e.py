@@ -27,9 +27,10 @@ import shutil
 import time
 from pathlib import Path
 
-import fixtures_browser
 import numpy as np
 import pytest
+
+import fixtures_browser
 from fixtures_browser import JOB_TIMEOUT_S, NEEDS_CHROMIUM, SAMPLE, TINY, PlaywrightError, idle, metric, sync_api
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,12 +26,12 @@ import re
 import time
 from pathlib import Path
 
-import fixtures_browser
 import numpy as np
 import pytest
-from fixtures_browser import JOB_TIMEOUT_S, NEEDS_CHROMIUM, SAMPLE, TINY, PlaywrightError, idle, metric, sync_api
 
+import fixtures_browser
 from fixtures_app import copy_real_job
+from fixtures_browser import JOB_TIMEOUT_S, NEEDS_CHROMIUM, SAMPLE, TINY, PlaywrightError, idle, metric, sync_api
 
 # the shared fixtures: the app served on a temporary workspace with the sample as catalog (killed with its
 # jobs after), and a chromium page that may reach only the app

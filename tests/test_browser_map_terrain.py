@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fixtures_browser import APP_ARGS, NEEDS_CHROMIUM, SAMPLE, chromium, local_context, rgb, served_app
 
 from fixtures_app import copy_real_job
+from fixtures_browser import APP_ARGS, NEEDS_CHROMIUM, SAMPLE, chromium, local_context, rgb, served_app
 
 WORKER = "/app/static/vendor/loaders-terrain/terrain-worker.js"
 pytestmark = [

@@ -12,6 +12,7 @@ import time
 
 import pytest
 import torch
+
 from fixtures_browser import NEEDS_CHROMIUM, VIEWER_ARGS, VIEWER_READY, chromium, covered, open_viewer, rgb
 
 pytestmark = NEEDS_CHROMIUM

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from fixtures_browser import NEEDS_CHROMIUM, VIEWER_ARGS, chromium
 
 pytestmark = NEEDS_CHROMIUM

@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_splat import random_model
 
 from skyfall_core.export.spz import ENU_TO_RUB, Q_ENU_TO_RUB, write_spz
 from skyfall_core.export.tiles3d import EXT, accessor_array, read_glb, write_3dtiles
 from skyfall_core.geo.frames import LocalFrame
 from skyfall_core.splat.io import save_compressed_ply, save_ply
 from skyfall_core.splat.sh import SH_C0
+
+from fixtures_splat import random_model
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = REPO / "tools" / "node_modules" / "@playcanvas" / "splat-transform" / "bin" / "cli.mjs"

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import torch
-from fixtures_splat import random_model
 from rasterio.transform import from_origin
 
 from skyfall_core.export import GIS_FILES, write_gis_outputs
@@ -14,6 +13,8 @@ from skyfall_core.export.spz import ENU_TO_RUB, read_spz, sh_rotation, write_spz
 from skyfall_core.geo.dsm import DSMGrid
 from skyfall_core.geo.frames import LocalFrame
 from skyfall_core.splat.sh import sh_bases
+
+from fixtures_splat import random_model
 
 FRAME = LocalFrame(-81.70, 30.30, 12.5)
 
