@@ -29,6 +29,7 @@ from skyfall_core.jobs.progress import (
     ProgressTracker,
     fold_events,
 )
+from skyfall_core.ui.jobs import job_progress
 
 REPO = Path(__file__).resolve().parents[1]
 TOLERANCE = 0.30
@@ -172,6 +173,12 @@ def test_the_whole_job_eta_is_within_30_percent_at_half_time(tmp_path, monkeypat
     at_half = next(t for t, _, f in sim.snapshots if f is not None and f >= 0.5)
     assert abs((at_half - t0) / (sim.snapshots[-1][0] - t0) - 0.5) < 0.15  # the fraction tracks time
     assert fractions[-1] == 1.0
+    # the app's "Overall" bar is that fraction while the job runs (not the fixed stage weights)
+    half = [json.loads(line) for line in JobDir(job).events.read_text().splitlines()]
+    half = [e for e in half if e["t"] <= at_half]
+    folded = fold_events(half, 3, [85.0, 65.0, 45.0], plan=JobPlan.of_job(job))
+    assert job_progress(folded, status="running").fraction == pytest.approx(folded.job_fraction)
+    assert 0.4 < folded.job_fraction < 0.6
 
 
 def test_fold_events_with_the_plan_gives_the_same_eta(tmp_path, monkeypatch):

@@ -33,7 +33,8 @@ from skyfall_core.ui.paths import job_folder
 
 ACTIVE = ("queued", "running", "cancelling")  # the job store's statuses that will still change
 RESUMABLE = ("interrupted", "cancelled", "failed")
-# share of the whole run each stage is shown as taking (for one overall bar; rounds split theirs)
+# share of the whole run each stage is shown as taking in the overall bar until the whole-job ETA
+# gives the share in time (rounds split theirs)
 STAGE_WEIGHT = {"scene": 0.05, "stage1": 0.35, "round": 0.55, "final": 0.05}
 
 
@@ -60,7 +61,7 @@ class JobProgress:
 
     status: str  # the job store's status (queued, running, cancelling, done, failed, cancelled, interrupted)
     stages: tuple[StageProgress, ...]
-    fraction: float  # 0..1 over the whole run (weighted by STAGE_WEIGHT)
+    fraction: float  # 0..1 over the whole run: in time while the fold has a whole-job ETA, else by STAGE_WEIGHT
     current: str | None  # key of the running stage
     round: int | None
     rounds_total: int
@@ -103,6 +104,8 @@ def job_progress(p: Progress, status: str | None = None) -> JobProgress:
                * s.fraction for s in stages)
     if final_status == "done":
         frac = 1.0
+    elif final_status in ACTIVE and p.job_fraction is not None:
+        frac = p.job_fraction  # in time, from the whole-job ETA: the bar and the ETA tell one story
     cur = next((r for r in p.stage_rows if r.key == p.current), None)
     eta = None
     if cur is not None and cur.step > 0 and cur.seconds is not None and cur.total > cur.step:
