@@ -14,9 +14,11 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -400,7 +402,15 @@ def generate_sample(out_dir: Path, seed: int = DEFAULT_SEED, *, small: bool = Fa
     timings["city"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    views = [_make_view(k, spec, city, scene, seed, out, rpc_height_offset_m) for k in spec.views]
+    from rasterio.errors import NotGeoreferencedWarning
+
+    # each view has its own random stream and files, and numpy's array work releases the GIL: the views
+    # are made on all cores. The warning filter is set here, before the threads (catch_warnings is not
+    # thread-safe: a view's own restores then keep it)
+    with warnings.catch_warnings(), ThreadPoolExecutor(max(1, min(len(spec.views), os.cpu_count() or 1))) as pool:
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        views = list(pool.map(lambda k: _make_view(k, spec, city, scene, seed, out, rpc_height_offset_m),
+                              spec.views))
     timings["views"] = time.perf_counter() - t
 
     t = time.perf_counter()
