@@ -140,6 +140,52 @@ def test_viewer_page_draws_the_spz_orbits_and_reads_the_cursor(browser, served_v
         ctx.close()
 
 
+SPARK_BUSY = "(s => s.sorting || s.sortDirty || s.dirty)(window.skyfallViewer.spark)"  # a sort or a frame to come
+
+
+def _settled_frames(page, timeout_s: float = 60.0) -> int:
+    """The viewer's frame count once it has stopped drawing: Spark has no sort or frame pending and
+    no new frame came for a second (a software-rendered frame can take that long)."""
+    deadline = time.monotonic() + timeout_s
+    before = page.evaluate("window.skyfallViewer.frames")
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = page.evaluate("window.skyfallViewer.frames")
+        if now == before and not page.evaluate(SPARK_BUSY):
+            return now
+        before = now
+    pytest.fail(f"the viewer kept drawing frames for {timeout_s} s with nothing changing ({before} frames)")
+
+
+def test_an_idle_viewer_draws_no_frames_and_wakes_on_orbit(browser, served_viewer):
+    """Frames on demand: none while nothing changes (an open Viewer tab costs an analyst's machine
+    nothing), new ones as soon as the camera moves, and the last frame stays on the canvas."""
+    ctx, page, errors = _open(browser, served_viewer, frame=True)
+    try:
+        idle = _settled_frames(page)
+        assert idle > 0 and not errors
+        time.sleep(1.0)
+        assert page.evaluate("window.skyfallViewer.frames") == idle  # idle: no frame drawn
+        home = rgb(page.locator("canvas").first.screenshot())
+        assert covered(home) > 0.05  # the last frame is still shown
+
+        box = page.locator("canvas").first.bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        mouse = page.page.mouse
+        mouse.move(cx, cy)
+        mouse.down()
+        mouse.move(cx + 120, cy + 10, steps=4)
+        mouse.up()
+        moved = _settled_frames(page)
+        assert moved > idle  # the orbit drew frames ...
+        orbited = rgb(page.locator("canvas").first.screenshot())
+        assert np.abs(orbited - home).mean() > 3.0 and covered(orbited) > 0.05  # ... of the new view
+        page.locator(".skyfall-viewer-presets button[data-view=\"Top\"]").click()
+        assert _settled_frames(page) > moved  # a preset too
+    finally:
+        ctx.close()
+
+
 def test_share_html_of_the_spz_opens_from_disk_offline(browser, tiny_job, tmp_path):
     from skyfall_core.ui.share import ShareCamera, export_share, job_georef, job_splat, round_cameras
 

@@ -89,11 +89,13 @@ def _cpu_fingerprint() -> str:
 
 
 def extension_key(march: str | None = None) -> str:
-    """Hash of everything the compiled binary depends on (sources, flags, versions, CPU)."""
+    """Hash of everything the compiled binary depends on (sources, flags, versions, CPU, and the
+    Python environment: its torch headers' path is in the build's commands, so two environments
+    sharing one folder would rebuild it in turn)."""
     digest = hashlib.sha256()
     for name in SOURCES + HEADERS:
         digest.update((CSRC_DIR / name).read_bytes())
-    for part in (" ".join(cxx_flags(march)), torch.__version__, sys.version, _cpu_fingerprint()):
+    for part in (" ".join(cxx_flags(march)), torch.__version__, sys.version, sys.prefix, _cpu_fingerprint()):
         digest.update(part.encode())
     return digest.hexdigest()[:16]
 

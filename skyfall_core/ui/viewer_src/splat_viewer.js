@@ -177,8 +177,8 @@ function installFlyKeys(ctx, element, home) {
   element.addEventListener("pointerdown", () => element.focus());
   const forward = new THREE.Vector3(), right = new THREE.Vector3(), step = new THREE.Vector3();
   const up = new THREE.Vector3(0, 0, 1);
-  return (dt) => {
-    if (!held.size) return;
+  return (dt) => {  // true when it moved the camera
+    if (!held.size) return false;
     const cam = ctx.camera, target = ctx.controls.target;
     const dist = Math.max(1, cam.position.distanceTo(target));
     cam.getWorldDirection(forward);
@@ -197,7 +197,9 @@ function installFlyKeys(ctx, element, home) {
       step.normalize().multiplyScalar(dist * 0.6 * dt * (fast ? 4 : 1));
       cam.position.add(step);
       target.add(step);
+      return true;
     }
+    return false;
   };
 }
 
@@ -242,6 +244,14 @@ function installCursor(ctx, element, readout, georef) {
 }
 
 // ----------------------------------------------------------------------------- mount
+const SETTLE_MS = 1500;  // frames keep coming this long after the view last changed
+
+/** What a frame of `camera` depends on, as a string (position, orientation, lens). */
+function cameraKey(camera) {
+  return [...camera.position.toArray(), ...camera.quaternion.toArray(), camera.fov, camera.aspect, camera.zoom]
+    .map((v) => v.toFixed(6)).join(",");
+}
+
 function mount(element, options) {
   const opts = Object.assign({ format: "spz", position: [0, -300, 220], lookAt: [0, 0, 0] }, options || {});
   if (!opts.url && !opts.data) throw new Error("SkyfallViewer.mount: options.url or options.data is required");
@@ -268,7 +278,12 @@ function mount(element, options) {
   const scene = new THREE.Scene();
   const camera = new THREE.PerspectiveCamera(50, width / height, 0.5, 100000);
   camera.up.set(0, 0, 1);  // local ENU: z up
-  const spark = new SparkRenderer({ renderer });
+  // frames are drawn on demand (an idle viewer costs no CPU/GPU): when the camera or the size
+  // changes, while the splat loads, for SETTLE_MS after any of these (Spark sorts and builds its
+  // splats asynchronously over the next frames) and whenever Spark marks itself dirty (a finished sort)
+  let renderUntil = performance.now() + SETTLE_MS;
+  const wake = () => { renderUntil = Math.max(renderUntil, performance.now() + SETTLE_MS); };
+  const spark = new SparkRenderer({ renderer, onDirty: wake });
   scene.add(spark);
   const controls = new OrbitControls(camera, renderer.domElement);
   controls.enableDamping = false;
@@ -288,22 +303,29 @@ function mount(element, options) {
     renderer.setSize(w, h);
     camera.aspect = w / h;
     camera.updateProjectionMatrix();
+    wake();
   }).observe(element);
 
-  let last = performance.now();
+  let last = performance.now(), seen = "";
   const dir = new THREE.Vector3();
+  ctx.frames = 0;  // frames drawn (tests: an idle viewer draws none)
   renderer.setAnimationLoop((now) => {
     const dt = Math.min(0.1, (now - last) / 1000);
     last = now;
-    fly(dt);
-    controls.update();
+    // the controls update themselves on input; an update every frame would move the camera by
+    // round-off (1e-13 m a frame) and make Spark re-sort and redraw forever
+    if (fly(dt)) controls.update();
     cursor(now);
+    const key = cameraKey(camera);
+    if (key !== seen) { seen = key; wake(); }
+    if (!(now < renderUntil || spark.dirty || ctx.state.status === "loading")) return;
     // north arrow: the screen direction of +y (north) seen from the camera's heading
     camera.getWorldDirection(dir);
     if (Math.abs(dir.z) > 0.9) dir.set(0, 1, 0).applyQuaternion(camera.quaternion);  // looking down: screen up
     const heading = Math.atan2(dir.x, dir.y);
     arrow.setAttribute("transform", `rotate(${(-heading * 180) / Math.PI})`);
     renderer.render(scene, camera);
+    ctx.frames += 1;
   });
 
   const bytes = opts.data ? new Uint8Array(opts.data) : undefined;
@@ -318,6 +340,7 @@ function mount(element, options) {
   ctx.mesh = mesh;
   mesh.initialized
     .then(() => {
+      wake();
       mesh.updateMatrixWorld(true);
       const n = (mesh.packedSplats && mesh.packedSplats.numSplats) || (mesh.extSplats && mesh.extSplats.numSplats) || 0;
       const bounds = mesh.getBoundingBox(true).applyMatrix4(mesh.matrixWorld);
