@@ -33,7 +33,7 @@ test: $(STAMP)
 	  || npm ci --prefix tools --no-audit --no-fund >/dev/null 2>&1 \
 	  || echo "note: npm ci --prefix tools failed; the glTF validator and splat-transform tests will be skipped"
 	$(PY) -m ruff check .
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra --durations=15
 
 bench: $(STAMP)
 	$(PY) -m skyfall_core bench raster
