@@ -145,6 +145,73 @@ def test_multiband_takes_rgb_from_band_names_else_first_three(tmp_path):
     assert image.shape == (8, 8, 3) and valid.all()
 
 
+def _squares(count: int) -> np.ndarray:
+    """``count`` uint16 bands of 40x40, band k (1-based) bright only in its own 4x4 square."""
+    data = np.full((count, 40, 40), 100, "uint16")
+    for k in range(count):
+        data[k, 4 * k:4 * k + 4, 0:4] = 2000
+    return data
+
+
+def _bright_band(image: np.ndarray, channel: int) -> int:
+    """The 1-based band whose square is bright in ``channel`` of a read view."""
+    rows = [int(image[4 * k:4 * k + 4, 0:4, channel].mean() > 0.5) for k in range(image.shape[0] // 4)]
+    assert sum(rows) == 1, rows
+    return rows.index(1) + 1
+
+
+@pytest.mark.parametrize("count, rgb", [(4, [3, 2, 1]), (8, [5, 3, 2]), (5, [1, 2, 3])])
+def test_unnamed_multispectral_bands_follow_the_vendors_order(tmp_path, count, rgb):
+    """4 unnamed bands are blue, green, red, NIR (Maxar, Planet, SkySat); 8 are WorldView-2/3's
+    coastal, blue, green, yellow, red, red edge, NIR1, NIR2; other counts: the first three."""
+    import rasterio
+
+    from skyfall_core.geo.imageio import rgb_band_indexes
+
+    path = write_raster(tmp_path / "ms.tif", _squares(count))
+    with rasterio.open(path) as ds:
+        assert rgb_band_indexes(ds) == rgb
+    image, _ = read_window(path, 0, 0, 40, 40)
+    assert [_bright_band(image, c) for c in range(3)] == rgb  # the pixels come from those bands
+
+
+def test_band_order_from_the_imd_or_dimap_beside_the_image(tmp_path):
+    import rasterio
+
+    from skyfall_core.geo.imageio import rgb_band_indexes
+
+    def indexes(path):
+        with rasterio.open(path) as ds:
+            return rgb_band_indexes(ds)
+
+    imd_dir, dim_dir = tmp_path / "maxar", tmp_path / "pleiades"
+    imd_dir.mkdir()
+    dim_dir.mkdir()
+    tif = write_raster(imd_dir / "19OCT01-M2AS.TIF", _squares(4))
+    groups = "".join(f"BEGIN_GROUP = BAND_{b}\n\tULLon = -95.9;\nEND_GROUP = BAND_{b}\n" for b in "RGBN")
+    (imd_dir / "19OCT01-M2AS.IMD").write_text(f'version = "28.3";\n{groups}END;\n')
+    assert indexes(tif) == [1, 2, 3]  # the IMD lists red, green, blue, NIR
+    (imd_dir / "19OCT01-M2AS.IMD").write_text(groups.replace("BAND_R", "BAND_X").replace("BAND_B", "BAND_R")
+                                              .replace("BAND_X", "BAND_B"))
+    assert indexes(tif) == [3, 2, 1]
+    (imd_dir / "19OCT01-M2AS.IMD").write_text("BEGIN_GROUP = BAND_P\nEND_GROUP = BAND_P\n")  # not this image's
+    assert indexes(tif) == [3, 2, 1]  # the 4-band order
+    named = write_raster(imd_dir / "named.tif", _squares(4), descriptions=["Red", "Green", "Blue", "NIR"])
+    shutil.copy(imd_dir / "19OCT01-M2AS.IMD", imd_dir / "named.IMD")
+    assert indexes(named) == [1, 2, 3]  # names in the file come first
+
+    jp = write_raster(dim_dir / "IMG_PHR1A_MS_001_R1C1.tif", _squares(4))
+    rows = "".join(f"<Raster_Index><BAND_ID>{b}</BAND_ID><BAND_INDEX>{i}</BAND_INDEX></Raster_Index>"
+                   for i, b in enumerate(["B2", "B1", "B0", "B3"], 1))
+    (dim_dir / "DIM_PHR1A_MS_001.XML").write_text(
+        "<Dimap_Document><Raster_Data><Raster_Index_List>" + rows + "</Raster_Index_List></Raster_Data>"
+        "<Raster_Display><Band_Display_Order><RED_CHANNEL>B2</RED_CHANNEL><GREEN_CHANNEL>B1</GREEN_CHANNEL>"
+        "<BLUE_CHANNEL>B0</BLUE_CHANNEL></Band_Display_Order></Raster_Display></Dimap_Document>")
+    assert indexes(jp) == [1, 2, 3]
+    image, _ = read_window(jp, 0, 0, 40, 40)
+    assert [_bright_band(image, c) for c in range(3)] == [1, 2, 3]
+
+
 def test_window_outside_the_image_is_invalid(tmp_path):
     path = write_raster(tmp_path / "a.tif", textured((3, 20, 30), hi=255, dtype="uint8"))
     image, valid = read_window(path, -5, 25, 10, 10)

@@ -151,12 +151,48 @@ def check_units(items: Iterable[tuple[str | Path, str | np.dtype]]) -> str:
     return next(iter(by_kind), "dn")
 
 
+# Multispectral deliveries whose bands nothing names (a GeoTIFF of uint16 DNs with no photometric
+# tags, no descriptions, no metadata beside it): the band order the sensors' vendors use, by count.
+# 4 bands: blue, green, red, NIR (Maxar WorldView/GeoEye/QuickBird 4-band MS, PlanetScope and
+# SkySat analytic); 8 bands: coastal, blue, green, yellow, red, red edge, NIR1, NIR2 (WorldView-2/3).
+UNNAMED_BAND_ORDER_RGB = {4: (3, 2, 1), 8: (5, 3, 2)}
+_IMD_BAND = re.compile(r"^\s*BEGIN_GROUP\s*=\s*BAND_(\w+)\s*$", re.M)
+_IMD_RGB = {"R": 0, "G": 1, "B": 2}
+
+
+def sidecar_band_rgb(path: Path, count: int) -> tuple[list[int], str] | None:
+    """(1-based R, G, B band indexes, the file that says so) from the metadata delivered beside the
+    image: a Maxar ``.IMD`` (its ``BEGIN_GROUP = BAND_<x>`` groups list the bands in file order) or
+    a DIMAP ``DIM_*.XML`` (``Band_Display_Order`` names the red, green and blue band ids and
+    ``Raster_Index`` gives each id's index in the file). None when neither is there or says it."""
+    for imd in (path.with_suffix(".IMD"), path.with_suffix(".imd")):
+        if imd.is_file():
+            names = _IMD_BAND.findall(imd.read_text(errors="replace"))
+            if len(names) == count:
+                found = {_IMD_RGB[n]: i + 1 for i, n in enumerate(names) if n in _IMD_RGB}
+                if len(found) == 3:
+                    return [found[0], found[1], found[2]], imd.name
+    dims = sorted(path.parent.glob("DIM_*.XML")) + sorted(path.parent.glob("DIM_*.xml"))
+    if len(dims) == 1:
+        text = dims[0].read_text(errors="replace")
+        ids = [re.search(rf"<{c}_CHANNEL>\s*(\w+)\s*</{c}_CHANNEL>", text) for c in ("RED", "GREEN", "BLUE")]
+        index = dict(re.findall(r"<Raster_Index>\s*<BAND_ID>\s*(\w+)\s*</BAND_ID>\s*<BAND_INDEX>\s*(\d+)\s*"
+                                r"</BAND_INDEX>", text))
+        if all(ids) and all(m.group(1) in index for m in ids):
+            bands = [int(index[m.group(1)]) for m in ids]
+            if all(1 <= b <= count for b in bands):
+                return bands, dims[0].name
+    return None
+
+
 def rgb_band_indexes(ds) -> list[int]:
     """1-based band indexes to read as (R, G, B) from an open rasterio dataset.
 
     Alpha bands are ignored. One band (panchromatic) is replicated. With three or more bands the
-    red/green/blue bands are taken when the colour interpretation or band descriptions name them
-    (GeoTIFF photometric tags, NITF IREPBAND), else the first three. Two bands: the first, replicated.
+    red/green/blue bands are taken, in this order of trust, from the colour interpretation or the
+    band descriptions (GeoTIFF photometric tags, NITF IREPBAND), from the metadata delivered beside
+    the image (:func:`sidecar_band_rgb`), from the vendors' order for 4 and 8 unnamed bands
+    (:data:`UNNAMED_BAND_ORDER_RGB`), else the first three. Two bands: the first, replicated.
     """
     from rasterio.enums import ColorInterp
 
@@ -176,6 +212,11 @@ def rgb_band_indexes(ds) -> list[int]:
             found[slot] = i
     if len(found) == 3:
         return [found[0], found[1], found[2]]
+    sidecar = sidecar_band_rgb(Path(ds.name), ds.count) if ds.name else None
+    if sidecar is not None:
+        return sidecar[0]
+    if bands == list(ds.indexes) and len(bands) in UNNAMED_BAND_ORDER_RGB:
+        return list(UNNAMED_BAND_ORDER_RGB[len(bands)])
     return bands[:3]
 
 
