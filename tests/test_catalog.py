@@ -175,6 +175,22 @@ def test_unnamed_multispectral_bands_follow_the_vendors_order(tmp_path, count, r
     assert [_bright_band(image, c) for c in range(3)] == rgb  # the pixels come from those bands
 
 
+def test_a_guessed_band_order_is_said_naming_the_file_and_the_fix(tmp_path):
+    from skyfall_core.geo.imageio import assumed_band_order
+
+    four = write_raster(tmp_path / "ms4.tif", _squares(4))
+    note = assumed_band_order(four)
+    assert note is not None and note.startswith("ms4.tif: its 4 bands are not named")
+    assert "bands 3, 2, 1" in note and "blue, green, red, NIR" in note and ".IMD" in note
+    assert "bands 1, 2, 3" in assumed_band_order(write_raster(tmp_path / "ms5.tif", _squares(5)))
+    for quiet in (write_raster(tmp_path / "rgb.tif", _squares(3)),  # three bands: RGB
+                  write_raster(tmp_path / "pan.tif", _squares(1)),
+                  write_raster(tmp_path / "named.tif", _squares(4), descriptions=["Blue", "Green", "Red", "NIR"])):
+        assert assumed_band_order(quiet) is None, quiet.name
+    (tmp_path / "ms4.IMD").write_text("".join(f"BEGIN_GROUP = BAND_{b}\nEND_GROUP = BAND_{b}\n" for b in "BGRN"))
+    assert assumed_band_order(four) is None  # the IMD beside it says
+
+
 def test_band_order_from_the_imd_or_dimap_beside_the_image(tmp_path):
     import rasterio
 

@@ -194,13 +194,32 @@ def rgb_band_indexes(ds) -> list[int]:
     the image (:func:`sidecar_band_rgb`), from the vendors' order for 4 and 8 unnamed bands
     (:data:`UNNAMED_BAND_ORDER_RGB`), else the first three. Two bands: the first, replicated.
     """
+    return _rgb_choice(ds)[0]
+
+
+def assumed_band_order(path: str | Path) -> str | None:
+    """A note for the analyst when the red, green and blue bands of the image at ``path`` are a
+    guess (three or more bands that nothing names); None when the file or its metadata says."""
+    path = Path(path)
+    with open_raster(path) as ds:
+        bands, why = _rgb_choice(ds)
+        count = ds.count
+    if why is None:
+        return None
+    return (f"{path.name}: its {count} bands are not named; read as red, green, blue = bands "
+            f"{', '.join(map(str, bands))} ({why}). If its colours look wrong, put the vendor's .IMD or "
+            "DIM_*.XML beside it, or name its bands (GeoTIFF band descriptions)")
+
+
+def _rgb_choice(ds) -> tuple[list[int], str | None]:
+    """(:func:`rgb_band_indexes`, why they were assumed: None when the file or its metadata names them)."""
     from rasterio.enums import ColorInterp
 
     bands = [i for i, ci in zip(ds.indexes, ds.colorinterp, strict=True) if ci != ColorInterp.alpha]
     if not bands:
         bands = list(ds.indexes)
     if len(bands) < 3:
-        return [bands[0]] * 3
+        return [bands[0]] * 3, None
     found: dict[int, int] = {}
     by_interp = {ColorInterp.red: 0, ColorInterp.green: 1, ColorInterp.blue: 2}
     for i in bands:
@@ -211,13 +230,19 @@ def rgb_band_indexes(ds) -> list[int]:
         if slot is not None and slot not in found:
             found[slot] = i
     if len(found) == 3:
-        return [found[0], found[1], found[2]]
+        return [found[0], found[1], found[2]], None
     sidecar = sidecar_band_rgb(Path(ds.name), ds.count) if ds.name else None
     if sidecar is not None:
-        return sidecar[0]
+        return sidecar[0], None
     if bands == list(ds.indexes) and len(bands) in UNNAMED_BAND_ORDER_RGB:
-        return list(UNNAMED_BAND_ORDER_RGB[len(bands)])
-    return bands[:3]
+        return list(UNNAMED_BAND_ORDER_RGB[len(bands)]), _UNNAMED_WHY[len(bands)]
+    if len(bands) == 3:
+        return bands, None  # three bands: RGB, the order every display product and viewer assumes
+    return bands[:3], "the first three: no usual order for this many bands"
+
+
+_UNNAMED_WHY = {4: "the usual order of 4-band deliveries: blue, green, red, NIR",
+                8: "the WorldView-2/3 order: coastal, blue, green, yellow, red, red edge, NIR1, NIR2"}
 
 
 def _read_raw(ds, path: Path, bands: list[int], row0: int, col0: int, height: int, width: int

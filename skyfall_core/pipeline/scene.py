@@ -136,6 +136,7 @@ def prepare_scene(scenes: Path | list[Path], aoi_source: Path | dict, cfg: Confi
     from skyfall_core.cameras.pinhole import fit_pinhole
     from skyfall_core.geo.aoi import crop_scenes, estimate_height_range, load_aoi, select_usable
     from skyfall_core.geo.catalog import read_scene, scan_scenes
+    from skyfall_core.geo.imageio import assumed_band_order
 
     t0 = time.perf_counter()
     say = log or (lambda _m: None)
@@ -168,6 +169,9 @@ def prepare_scene(scenes: Path | list[Path], aoi_source: Path | dict, cfg: Confi
     z_range = (raw.low_m - cfg.aoi.height_margin_m - h0, raw.high_m + cfg.aoi.height_margin_m - h0)
     bounds = aoi_bounds_enu(aoi, frame, z_range)
     say(f"{len(usable)} usable views; heights {raw.low_m:.1f}..{raw.high_m:.1f} m ({raw.source})")
+    for note in filter(None, (assumed_band_order(s.path) for s in usable)):  # colours from a guessed band order
+        say(note)
+        messages.append(note)
 
     crops = crop_scenes(usable, aoi, (h0 + z_range[0], h0 + z_range[1]), cfg.aoi.margin_m, cam.max_image_size)
     rpcs = [c.rpc for c in crops]
