@@ -65,19 +65,16 @@ def measure(page, seconds: float) -> dict[str, float | None]:
             "frames_per_s": None if f0 is None else round((f1 - f0) / (t1 - t0), 2)}
 
 
-BUSY = "(s => s.sorting || s.sortDirty || s.dirty)(window.skyfallViewer.spark)"  # Spark has work left
-
-
 def settle(page, timeout_s: float = 120.0) -> float | None:
-    """Seconds until the viewer stops drawing: Spark has no sort or frame pending and no new frame
-    came for 2 s (None for a viewer without the frame counter: it never stops)."""
+    """Seconds until the viewer stops drawing: it says it is idle and no new frame came for 2 s
+    (None for a viewer without the frame counter: it never stops)."""
     t0, last = time.monotonic(), frames(page)
     if last is None:
         return None
     while time.monotonic() - t0 < timeout_s:
         time.sleep(2.0)
         now = frames(page)
-        if now == last and not page.evaluate(BUSY):
+        if now == last and page.evaluate("window.skyfallViewer.idle()"):
             return round(time.monotonic() - t0 - 2.0, 1)
         last = now
     return None

@@ -140,18 +140,15 @@ def test_viewer_page_draws_the_spz_orbits_and_reads_the_cursor(browser, served_v
         ctx.close()
 
 
-SPARK_BUSY = "(s => s.sorting || s.sortDirty || s.dirty)(window.skyfallViewer.spark)"  # a sort or a frame to come
-
-
 def _settled_frames(page, timeout_s: float = 60.0) -> int:
-    """The viewer's frame count once it has stopped drawing: Spark has no sort or frame pending and
-    no new frame came for a second (a software-rendered frame can take that long)."""
+    """The viewer's frame count once it has stopped drawing: it says it is idle and no new frame came
+    for a second (a software-rendered frame can take that long)."""
     deadline = time.monotonic() + timeout_s
     before = page.evaluate("window.skyfallViewer.frames")
     while time.monotonic() < deadline:
         time.sleep(1.0)
         now = page.evaluate("window.skyfallViewer.frames")
-        if now == before and not page.evaluate(SPARK_BUSY):
+        if now == before and page.evaluate("window.skyfallViewer.idle()"):
             return now
         before = now
     pytest.fail(f"the viewer kept drawing frames for {timeout_s} s with nothing changing ({before} frames)")

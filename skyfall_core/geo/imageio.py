@@ -162,9 +162,10 @@ _IMD_RGB = {"R": 0, "G": 1, "B": 2}
 
 def sidecar_band_rgb(path: Path, count: int) -> tuple[list[int], str] | None:
     """(1-based R, G, B band indexes, the file that says so) from the metadata delivered beside the
-    image: a Maxar ``.IMD`` (its ``BEGIN_GROUP = BAND_<x>`` groups list the bands in file order) or
-    a DIMAP ``DIM_*.XML`` (``Band_Display_Order`` names the red, green and blue band ids and
-    ``Raster_Index`` gives each id's index in the file). None when neither is there or says it."""
+    image: a Maxar ``.IMD`` (its ``BEGIN_GROUP = BAND_<x>`` groups list the bands in file order) or,
+    for a DIMAP product's ``IMG_*`` image, the ``DIM_*.XML`` beside it (``Band_Display_Order`` names
+    the red, green and blue band ids and ``Raster_Index`` gives each id's index in the file). None
+    when neither is there or says it."""
     for imd in (path.with_suffix(".IMD"), path.with_suffix(".imd")):
         if imd.is_file():
             names = _IMD_BAND.findall(imd.read_text(errors="replace"))
@@ -172,7 +173,9 @@ def sidecar_band_rgb(path: Path, count: int) -> tuple[list[int], str] | None:
                 found = {_IMD_RGB[n]: i + 1 for i, n in enumerate(names) if n in _IMD_RGB}
                 if len(found) == 3:
                     return [found[0], found[1], found[2]], imd.name
-    dims = sorted(path.parent.glob("DIM_*.XML")) + sorted(path.parent.glob("DIM_*.xml"))
+    dims = []
+    if path.name.upper().startswith("IMG_"):  # a DIMAP product's image (IMG_PHR1A_MS_..._R1C1.JP2)
+        dims = sorted(path.parent.glob("DIM_*.XML")) + sorted(path.parent.glob("DIM_*.xml"))
     if len(dims) == 1:
         text = dims[0].read_text(errors="replace")
         ids = [re.search(rf"<{c}_CHANNEL>\s*(\w+)\s*</{c}_CHANNEL>", text) for c in ("RED", "GREEN", "BLUE")]

@@ -381,13 +381,13 @@ class ProgressTracker:
             p.stage_eta_s = p.job_eta_s = 0.0
             p.job_fraction = 1.0
             return
+        s1 = self._stage1_left(self._job_plan())  # (seconds left in its steps, its pace after densification)
         if p.step and p.total and p.stage_seconds is not None and p.step > 0:
             p.seconds_per_step = p.stage_seconds / p.step
             p.stage_eta_s = max(0.0, p.seconds_per_step * (p.total - p.step))
-            if p.stage == "stage1" and self._stage1_pace() is not None:
-                p.seconds_per_step = self._stage1_pace()
-                p.stage_eta_s = self._stage1_left(self._job_plan())[0]
-        self._job_eta()
+            if p.stage == "stage1" and s1[0] is not None:
+                p.seconds_per_step, p.stage_eta_s = self._stage1_pace(), s1[0]
+        self._job_eta(*s1)
 
     # ------------------------------------------------------------------------- whole-job ETA
     def _job_plan(self) -> JobPlan | None:
@@ -463,11 +463,11 @@ class ProgressTracker:
             return sum(rates) / len(rates)
         return None if plan is not None and plan.diffusion else 0.0
 
-    def _job_eta(self) -> None:
-        """``job_eta_s``, ``job_fraction`` and ``eta_basis`` (see the module doc)."""
+    def _job_eta(self, s1_left: float | None, s1_pace: float | None) -> None:
+        """``job_eta_s``, ``job_fraction`` and ``eta_basis`` (see the module doc), from stage 1's
+        :meth:`_stage1_left` (``s1_pace``: after densification)."""
         p = self.progress
         plan = self._job_plan()
-        s1_left, s1_pace = self._stage1_left(plan)  # s1_pace: after densification
         train_pace, train_measured = self._train_pace(s1_pace, plan)
         edit_pace = self._edit_pace(plan)
         n_rounds = p.rounds_total if p.rounds_total is not None else (plan.rounds if plan else None)

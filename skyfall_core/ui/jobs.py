@@ -107,9 +107,7 @@ def job_progress(p: Progress, status: str | None = None) -> JobProgress:
     elif final_status in ACTIVE and p.job_fraction is not None:
         frac = p.job_fraction  # in time, from the whole-job ETA: the bar and the ETA tell one story
     cur = next((r for r in p.stage_rows if r.key == p.current), None)
-    eta = None
-    if cur is not None and cur.step > 0 and cur.seconds is not None and cur.total > cur.step:
-        eta = cur.seconds / cur.step * (cur.total - cur.step)
+    eta = p.stage_eta_s if cur is not None else None  # the fold's (stage 1: its recent pace and plan)
     error = p.last_error
     if error is None and own == "failed":
         error = p.failed_text

@@ -309,6 +309,10 @@ function mount(element, options) {
   let last = performance.now(), seen = "";
   const dir = new THREE.Vector3();
   ctx.frames = 0;  // frames drawn (tests: an idle viewer draws none)
+  // a frame is drawn while settling after a change, when Spark is dirty and while the splat loads
+  const busy = (now) => now < renderUntil || spark.dirty || ctx.state.status === "loading";
+  // nothing left to draw, not even after a sort under way (tests, benchmarks)
+  ctx.idle = () => !busy(performance.now()) && !spark.sorting && !spark.sortDirty;
   renderer.setAnimationLoop((now) => {
     const dt = Math.min(0.1, (now - last) / 1000);
     last = now;
@@ -318,7 +322,7 @@ function mount(element, options) {
     cursor(now);
     const key = cameraKey(camera);
     if (key !== seen) { seen = key; wake(); }
-    if (!(now < renderUntil || spark.dirty || ctx.state.status === "loading")) return;
+    if (!busy(now)) return;
     // north arrow: the screen direction of +y (north) seen from the camera's heading
     camera.getWorldDirection(dir);
     if (Math.abs(dir.z) > 0.9) dir.set(0, 1, 0).applyQuaternion(camera.quaternion);  // looking down: screen up
