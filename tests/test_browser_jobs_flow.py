@@ -174,6 +174,7 @@ def test_compare_shows_both_schedules_and_every_same_camera_render_loaded(app, p
     idle(pg)
     # both finished jobs are selected at first (newest first), the cancelled one is not
     tags = pg.locator('[data-testid="stMultiSelect"] [data-tag]')
+    tags.nth(1).wait_for(timeout=60_000)  # the selection's tags may come a rerun after the heading
     assert [t.get_attribute("aria-label") for t in tags.all()] == ["low schedule · preview · ✅ done",
                                                                   "high schedule · preview · ✅ done"]
     # the table: one column per job, named, with its own schedule
